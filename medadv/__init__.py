@@ -1,0 +1,9 @@
+"""medadv: attack medical deep-learning models and measure how they break, tracked in MLflow."""
+
+import os
+
+# Keras 3 runs on TensorFlow here; choose it before anything imports keras, and keep TF's C++ logs quiet.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Data sets by name: each a real loader for the real on-disk format plus a synthetic writer of that format.
+
+Every module named here defines `load(root, split, **options) -> Dataset` and
+`write_synthetic(root, *, seed=0, **sizes) -> None`; `format` is passed to both when one module
+reads several layouts (MedMNIST flavours, Kermany folders, NIH tasks).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from medadv.data.base import Dataset, DataError
+
+# name -> (module, fixed keyword arguments for its load and write_synthetic)
+DATASETS: dict[str, tuple[str, dict[str, str]]] = {
+    "cinc2017": ("medadv.data.cinc2017", {}),
+    "pneumoniamnist": ("medadv.data.medmnist", {"flavor": "pneumoniamnist"}),
+    "octmnist": ("medadv.data.medmnist", {"flavor": "octmnist"}),
+    "chestmnist": ("medadv.data.medmnist", {"flavor": "chestmnist"}),
+    "chest_xray": ("medadv.data.kermany", {"flavor": "chest_xray"}),
+    "oct2017": ("medadv.data.kermany", {"flavor": "oct2017"}),
+    "nih_pneumothorax": ("medadv.data.nih", {"task": "pneumothorax"}),
+    "nih_cardiomegaly": ("medadv.data.nih", {"task": "cardiomegaly"}),
+    "mnist": ("medadv.data.mnist", {}),
+    "cifar10": ("medadv.data.cifar10", {}),
+}
+
+SYNTHETIC_ROOT = Path(".medadv") / "synthetic"
+_COMPLETE_MARKER = ".complete"
+
+__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset", "synthetic_dir"]
+
+
+def _module_and_fixed(name: str) -> tuple[Any, dict[str, str]]:
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    module_name, fixed = DATASETS[name]
+    return importlib.import_module(module_name), fixed
+
+
+def synthetic_dir(name: str, seed: int = 0, base: Path = SYNTHETIC_ROOT) -> Path:
+    """A small synthetic set of `name` in its real on-disk format, written once and reused."""
+    module, fixed = _module_and_fixed(name)
+    root = base / f"{name}-seed{seed}"
+    if not (root / _COMPLETE_MARKER).exists():
+        root.mkdir(parents=True, exist_ok=True)
+        module.write_synthetic(root, seed=seed, **fixed)
+        (root / _COMPLETE_MARKER).touch()  # written last: a half-written set is rewritten next time
+    return root
+
+
+def load_dataset(name: str, data_dir: str | Path | None, split: str = "all", **options: Any) -> Dataset:
+    """Load `name` from `data_dir`, or from a generated synthetic set when `data_dir` is empty."""
+    module, fixed = _module_and_fixed(name)
+    root = Path(data_dir) if data_dir else synthetic_dir(name)
+    if not root.exists():
+        raise DataError(f"{root}: data folder for {name} not found")
+    try:
+        dataset: Dataset = module.load(root, split, **fixed, **options)
+    except TypeError as error:  # an option this format does not take
+        raise DataError(f"{name}: {error}") from None
+    if len(dataset) == 0:
+        raise DataError(f"{root}: no {split} samples of {name} found")
+    return dataset

@@ -1,0 +1,62 @@
+"""Victim architectures by name, and the victim contract every attack and explainer relies on.
+
+A victim is a Functional Keras 3 model whose last layer is a softmax `Activation` fed by a
+logits layer, so attacks and Grad-CAM can take the logits without rebuilding the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from medadv.models.ecg import ecg_resnet
+from medadv.models.image import cifar_cnn, inception_v3, mnist_dense, resnet50, small_cnn, vgg16
+
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+    "ecg_resnet": ecg_resnet,
+    "small_cnn": small_cnn,
+    "resnet50": resnet50,
+    "vgg16": vgg16,
+    "inception_v3": inception_v3,
+    "mnist_dense": mnist_dense,
+    "cifar_cnn": cifar_cnn,
+}
+
+
+class ModelError(ValueError):
+    """A model that does not fit the victim contract or the data; the message says what to do."""
+
+
+def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> keras.Model:
+    """Build a victim by architecture name."""
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[arch](input_shape=input_shape, num_classes=num_classes, **options)
+
+
+def check_victim(model: keras.Model, input_shape: tuple[int, ...] | None = None) -> None:
+    """Pre-flight check that `model` outputs probabilities through a softmax over logits.
+
+    With `input_shape`, also check the model accepts samples of that shape.
+    """
+    last = model.layers[-1]
+    if not (isinstance(last, keras.layers.Activation) and last.get_config()["activation"] == "softmax"):
+        raise ModelError(
+            f"model {model.name!r} must end in a softmax Activation layer after its logits layer "
+            f"(found {type(last).__name__} {last.name!r}); rebuild it with medadv.models.build_model"
+        )
+    expected = tuple(model.input_shape[1:])
+    if input_shape is not None and len(expected) == len(input_shape):
+        mismatch = any(e is not None and e != s for e, s in zip(expected, input_shape, strict=True))
+    else:
+        mismatch = input_shape is not None
+    if mismatch:
+        raise ModelError(f"model {model.name!r} takes inputs of shape {expected}, the data has shape {input_shape}")
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same model cut before its softmax, sharing weights: what attacks differentiate."""
+    check_victim(model)
+    return keras.Model(model.inputs, model.layers[-1].input, name=f"{model.name}_logits")

@@ -1,0 +1,91 @@
+"""Shared fixtures: the real sample data (skipped when absent) and tiny trained victims."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import medadv  # noqa: F401  (sets the Keras backend before keras is imported)
+from medadv.data.base import Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data`, the real sample data sets; tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def _separable_images(n: int, seed: int) -> Dataset:
+    """Two classes of 16x16 grey images: a bright blob on the left or on the right."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.uniform(0.0, 0.3, (n, 16, 16, 1)).astype(np.float32)
+    for i, label in enumerate(y):
+        x[i, 4:12, 1:7] += 0.6 if label == 0 else 0.0
+        x[i, 4:12, 9:15] += 0.6 if label == 1 else 0.0
+    x = np.clip(x, 0.0, 1.0)
+    ids = np.array([f"img{seed}_{i}" for i in range(n)])
+    return Dataset("blobs", "all", x, y.astype(np.int64), ("left", "right"), (0.0, 1.0), ids, "generated")
+
+
+def _separable_ecgs(n: int, seed: int, length: int = 256) -> Dataset:
+    """Four classes of z-scored 1-D signals that differ in their dominant frequency."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    t = np.arange(length) / length
+    x = np.stack([np.sin(2 * np.pi * (3 + 4 * c) * t + rng.uniform(0, 6.3)) for c in y])
+    x += rng.normal(0, 0.3, x.shape)
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+    ids = np.array([f"ecg{seed}_{i}" for i in range(n)])
+    return Dataset(
+        "waves",
+        "all",
+        x[..., None].astype(np.float32),
+        y.astype(np.int64),
+        ("A", "N", "O", "~"),
+        (-np.inf, np.inf),
+        ids,
+        "generated",
+        lengths=np.full(n, length),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_image_data() -> Dataset:
+    return _separable_images(96, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_ecg_data() -> Dataset:
+    return _separable_ecgs(64, seed=1)
+
+
+def _fit(arch: str, data: Dataset, epochs: int, **options: object):  # type: ignore[no-untyped-def]
+    import keras
+
+    from medadv.models import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(arch, data.input_shape, data.num_classes, **options)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.x, data.y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_image_model(tiny_image_data: Dataset):  # type: ignore[no-untyped-def]
+    """A small CNN trained to (near) 100% on `tiny_image_data`."""
+    return _fit("small_cnn", tiny_image_data, epochs=15, width=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_ecg_model(tiny_ecg_data: Dataset):  # type: ignore[no-untyped-def]
+    """A 2-block ECG ResNet trained on `tiny_ecg_data`."""
+    return _fit("ecg_resnet", tiny_ecg_data, epochs=30, num_blocks=2, base_filters=8)
