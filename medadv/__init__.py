@@ -5,5 +5,7 @@ import os
 # Keras 3 runs on TensorFlow here; choose it before anything imports keras, and keep TF's C++ logs quiet.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Figures are files logged to MLflow; never open a window.
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 __version__ = "0.1.0"

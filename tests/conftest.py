@@ -89,3 +89,12 @@ def tiny_image_model(tiny_image_data: Dataset):  # type: ignore[no-untyped-def]
 def tiny_ecg_model(tiny_ecg_data: Dataset):  # type: ignore[no-untyped-def]
     """A 2-block ECG ResNet trained on `tiny_ecg_data`."""
     return _fit("ecg_resnet", tiny_ecg_data, epochs=30, num_blocks=2, base_filters=8)
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """URL of a real `mlflow server` for the whole session (SQLite store and artifacts in a temp dir)."""
+    from mlflow_server import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url

@@ -8,10 +8,12 @@ reads several layouts (MedMNIST flavours, Kermany folders, NIH tasks).
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
-from medadv.data.base import Dataset, DataError
+from medadv.data.base import DataError, Dataset
+from medadv.options import parse_options
 
 # name -> (module, fixed keyword arguments for its load and write_synthetic)
 DATASETS: dict[str, tuple[str, dict[str, str]]] = {
@@ -27,10 +29,9 @@ DATASETS: dict[str, tuple[str, dict[str, str]]] = {
     "cifar10": ("medadv.data.cifar10", {}),
 }
 
-SYNTHETIC_ROOT = Path(".medadv") / "synthetic"
 _COMPLETE_MARKER = ".complete"
 
-__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset", "synthetic_dir"]
+__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset", "loader_options", "synthetic_dir"]
 
 
 def _module_and_fixed(name: str) -> tuple[Any, dict[str, str]]:
@@ -40,10 +41,19 @@ def _module_and_fixed(name: str) -> tuple[Any, dict[str, str]]:
     return importlib.import_module(module_name), fixed
 
 
-def synthetic_dir(name: str, seed: int = 0, base: Path = SYNTHETIC_ROOT) -> Path:
-    """A small synthetic set of `name` in its real on-disk format, written once and reused."""
+def loader_options(name: str, text: str) -> dict[str, Any]:
+    """Parse a `key=value,...` option string against the keyword-only options of `name`'s loader."""
     module, fixed = _module_and_fixed(name)
-    root = base / f"{name}-seed{seed}"
+    return parse_options(text, module.load, "data_options", reserved=tuple(fixed))
+
+
+def synthetic_dir(name: str, seed: int = 0) -> Path:
+    """A small synthetic set of `name` in its real on-disk format, written once and reused.
+
+    It lives under `$MEDADV_HOME/synthetic` (default `.medadv/` in the working directory).
+    """
+    module, fixed = _module_and_fixed(name)
+    root = Path(os.environ.get("MEDADV_HOME", ".medadv")) / "synthetic" / f"{name}-seed{seed}"
     if not (root / _COMPLETE_MARKER).exists():
         root.mkdir(parents=True, exist_ok=True)
         module.write_synthetic(root, seed=seed, **fixed)

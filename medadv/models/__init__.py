@@ -29,11 +29,16 @@ class ModelError(ValueError):
     """A model that does not fit the victim contract or the data; the message says what to do."""
 
 
-def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> keras.Model:
-    """Build a victim by architecture name."""
+def architecture(arch: str) -> Callable[..., keras.Model]:
+    """The builder of `arch`; its keyword arguments are the architecture's options."""
     if arch not in ARCHITECTURES:
         raise ModelError(f"unknown architecture {arch!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[arch](input_shape=input_shape, num_classes=num_classes, **options)
+    return ARCHITECTURES[arch]
+
+
+def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> keras.Model:
+    """Build a victim by architecture name."""
+    return architecture(arch)(input_shape=input_shape, num_classes=num_classes, **options)
 
 
 def check_victim(model: keras.Model, input_shape: tuple[int, ...] | None = None) -> None:

@@ -11,6 +11,7 @@ from medadv.models.head import classifier_head
 def ecg_resnet(
     input_shape: tuple[int, ...] = (9000, 1),
     num_classes: int = 4,
+    *,
     num_blocks: int = 16,
     base_filters: int = 64,
     kernel_size: int = 16,

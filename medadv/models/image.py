@@ -12,7 +12,7 @@ from keras import layers
 from medadv.models.head import classifier_head
 
 
-def small_cnn(input_shape: tuple[int, ...] = (28, 28, 1), num_classes: int = 2, width: int = 32) -> keras.Model:
+def small_cnn(input_shape: tuple[int, ...] = (28, 28, 1), num_classes: int = 2, *, width: int = 32) -> keras.Model:
     """Two conv/pool stages and a dense layer: trains in seconds on MedMNIST-sized images."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
@@ -82,16 +82,18 @@ def _transfer(
 
 
 def resnet50(
-    input_shape: tuple[int, ...] = (224, 224, 3), num_classes: int = 2, pretrained: bool = True
+    input_shape: tuple[int, ...] = (224, 224, 3), num_classes: int = 2, *, pretrained: bool = True
 ) -> keras.Model:
     return _transfer(keras.applications.ResNet50, "resnet50", input_shape, num_classes, pretrained, 255.0, -127.5)
 
 
-def vgg16(input_shape: tuple[int, ...] = (224, 224, 3), num_classes: int = 2, pretrained: bool = True) -> keras.Model:
+def vgg16(
+    input_shape: tuple[int, ...] = (224, 224, 3), num_classes: int = 2, *, pretrained: bool = True
+) -> keras.Model:
     return _transfer(keras.applications.VGG16, "vgg16", input_shape, num_classes, pretrained, 255.0, -127.5)
 
 
 def inception_v3(
-    input_shape: tuple[int, ...] = (299, 299, 3), num_classes: int = 2, pretrained: bool = True
+    input_shape: tuple[int, ...] = (299, 299, 3), num_classes: int = 2, *, pretrained: bool = True
 ) -> keras.Model:
     return _transfer(keras.applications.InceptionV3, "inception_v3", input_shape, num_classes, pretrained, 2.0, -1.0)

@@ -1,0 +1,70 @@
+"""Models in and out of MLflow: log with the Keras flavour, register with an alias, load safely by URI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+
+from medadv.models import ModelError, check_victim
+
+_URI_FORMS = (
+    "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model or a path to a .keras file or MLflow model folder"
+)
+
+
+def default_model_name(dataset: str, arch: str, suffix: str = "") -> str:
+    return f"medadv-{dataset}-{arch}{suffix}"
+
+
+def log_victim(model: keras.Model, input_example: np.ndarray) -> str:
+    """Log `model` with MLflow's Keras flavour and its signature; returns its URI.
+
+    MLflow 3.17's Keras flavour cannot save an input example (it writes the example before creating the
+    model folder), so the example only shapes the signature.
+    """
+    probs = model.predict(input_example, verbose=0)
+    signature: ModelSignature = infer_signature(input_example, probs)
+    info = mlflow.keras.log_model(model, name="model", signature=signature)
+    return str(info.model_uri)
+
+
+def register(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str:
+    """Register a logged model, tag the version and point `alias` at it; returns the version.
+
+    If tagging or aliasing fails, the new version is deleted again: no half-registered model stays behind.
+    """
+    version = mlflow.register_model(model_uri, name).version
+    client = mlflow.MlflowClient()
+    try:
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        client.set_registered_model_alias(name, alias, version)
+    except BaseException:
+        client.delete_model_version(name, version)
+        raise
+    return str(version)
+
+
+def load_model(uri: str) -> keras.Model:
+    """Load a victim from the registry, a run, or a local path, with Keras' safe_mode (no code from the file)."""
+    if re.match(r"^(models|runs|mlflow-artifacts|s3|gs|https?):", uri):
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(uri))
+        except MlflowException as error:
+            raise ModelError(f"cannot fetch model {uri}: {error.message.splitlines()[0]}") from None
+    else:
+        local = Path(uri)
+        if not local.exists():
+            raise ModelError(f"model {uri} not found; give {_URI_FORMS}")
+    files = [local] if local.is_file() else sorted(local.rglob("*.keras"))
+    if not files or files[0].suffix != ".keras":
+        raise ModelError(f"no .keras model file in {uri}; give {_URI_FORMS}")
+    model = keras.saving.load_model(files[0], safe_mode=True)
+    check_victim(model)
+    return model

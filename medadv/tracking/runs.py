@@ -1,0 +1,150 @@
+"""The one place that knows the tracking URI, experiment names, tags and how runs are found again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow
+from mlflow.entities import Run
+
+from medadv.data.base import Dataset
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+DEFAULT_EXPERIMENT = "medadv"
+STEP_TAG = "medadv.step"
+DATASET_TAG = "medadv.dataset"
+FINGERPRINT_TAG = "medadv.data_fingerprint"
+COMMIT_TAG = "mlflow.source.git.commit"
+
+
+class TrackingError(RuntimeError):
+    """The tracking server cannot be used; raised before any compute."""
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    """`explicit`, else MLFLOW_TRACKING_URI, else the embedded SQLite store."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def connect(uri: str | None = None, experiment: str | None = None) -> str:
+    """Point MLflow at the store and experiment, failing fast if a server does not answer."""
+    uri = tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise TrackingError(
+                f"tracking server {uri} is unreachable ({reason}); start it or fix --tracking-uri"
+            ) from None
+    mlflow.set_tracking_uri(uri)
+    if experiment is None and ("MLFLOW_EXPERIMENT_ID" in os.environ or "MLFLOW_EXPERIMENT_NAME" in os.environ):
+        return uri  # `mlflow run` chose the experiment
+    try:
+        mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+    except mlflow.exceptions.MlflowException as error:
+        raise TrackingError(f"tracking store {uri}: {error.message.splitlines()[0]}") from None
+    return uri
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, recorded like `mlflow run` does when a step is run directly."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def step_tags(step: str, dataset: Dataset | None = None) -> dict[str, str]:
+    tags = {STEP_TAG: step}
+    commit = git_commit()
+    if commit:
+        tags[COMMIT_TAG] = commit
+    if dataset is not None:
+        tags[DATASET_TAG] = dataset.name
+        tags[FINGERPRINT_TAG] = dataset.fingerprint()
+    return tags
+
+
+@contextmanager
+def start_step_run(step: str, params: Mapping[str, Any], run_id: str | None = None) -> Iterator[Run]:
+    """Start (or resume, with `run_id`) a run for one entry point and say where to look at it.
+
+    A failure inside marks the run FAILED, so nothing half-done looks finished. Inside another run
+    (the `main` pipeline) the new run is nested under it.
+    """
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_id=run_id, tags=step_tags(step), nested=nested) as run:
+        # A resumed run, or the run `mlflow run` opened, may hold some already (in its own spelling).
+        logged = mlflow.get_run(run.info.run_id).data.params
+        mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+        print_banner(step, run)
+        yield run
+
+
+def print_banner(step: str, run: Run) -> None:
+    uri = mlflow.get_tracking_uri()
+    experiment_id = run.info.experiment_id
+    print(f"medadv {step}: run {run.info.run_name} ({run.info.run_id}), experiment {experiment_id}, store {uri}")
+    if uri.startswith(("http://", "https://")):
+        print(f"  view it: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run.info.run_id}")
+    else:
+        print(f"  view it: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
+    sys.stdout.flush()
+
+
+def log_dataset(dataset: Dataset, context: str) -> None:
+    """Record which samples a run used (`mlflow.data`) and tag the run with the data fingerprint."""
+    with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
+        warnings.filterwarnings("ignore", message="The specified dataset source", category=UserWarning)
+        source = mlflow.data.from_numpy(
+            dataset.x, targets=dataset.y, source=dataset.source, name=f"{dataset.name}-{dataset.split}"
+        )
+    mlflow.log_input(source, context=context)
+    mlflow.set_tags({DATASET_TAG: dataset.name, FINGERPRINT_TAG: dataset.fingerprint()})
+
+
+def log_figure(figure: plt.Figure, path: str) -> None:
+    mlflow.log_figure(figure, path)
+    plt.close(figure)
+
+
+@contextmanager
+def artifact_dir() -> Iterator[Path]:
+    """A temporary folder whose files are logged as the run's artifacts when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="medadv-") as folder:
+        yield Path(folder)
+        mlflow.log_artifacts(folder)
+
+
+def find_finished_run(step: str, params: Mapping[str, Any]) -> Run | None:
+    """A FINISHED run of `step` in the current experiment with the same parameters and code version.
+
+    Lets `main` reuse work instead of recomputing it, as MLflow's multistep example does.
+    """
+    commit = git_commit()
+    runs = mlflow.search_runs(  # the current experiment
+        filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
+        output_format="list",
+    )
+    wanted = {key: str(value) for key, value in params.items()}
+    for run in runs:
+        same_code = commit is None or run.data.tags.get(COMMIT_TAG) == commit
+        if same_code and all(run.data.params.get(key) == value for key, value in wanted.items()):
+            return run
+    return None

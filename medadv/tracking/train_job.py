@@ -1,0 +1,93 @@
+"""The `train` entry point: train a victim, log everything about it, register it with an alias."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import mlflow
+
+from medadv.data import load_dataset, loader_options
+from medadv.metrics.classification import classification_scores, confusion_figure, prediction_table
+from medadv.models import architecture, build_model, check_victim
+from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
+from medadv.options import parse_options
+from medadv.tracking.registry import default_model_name, log_victim, register
+from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """Parameters of the `train` entry point (the MLproject declares the same, with the same defaults)."""
+
+    dataset: str = "cinc2017"
+    data_dir: str = ""  # empty: a synthetic set in the real format, generated under .medadv/
+    data_options: str = ""  # e.g. "length=3000" for CinC, "image_size=64" for image folders
+    arch: str = "ecg_resnet"
+    arch_options: str = ""  # e.g. "num_blocks=4,base_filters=8" for a tiny ECG ResNet
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    model_name: str = ""  # empty: medadv-<dataset>-<arch>
+    alias: str = "candidate"  # "champion" to promote directly
+
+
+class MetricsToMlflow(keras.callbacks.Callback):
+    """Per-epoch metrics as one asynchronous MLflow call per epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        mlflow.log_metrics({key: float(value) for key, value in (logs or {}).items()}, step=epoch, synchronous=False)
+
+
+def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
+    """Run `train`; returns the MLflow run id. Every input is checked before the run starts."""
+    connect(tracking_uri, experiment)
+    fit_config = FitConfig(
+        epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=settings.seed
+    )
+    fit_config.validate()
+    arch_options = parse_options(settings.arch_options, architecture(settings.arch), "arch_options")
+    data_options = loader_options(settings.dataset, settings.data_options)
+    splits = {
+        split: load_dataset(settings.dataset, settings.data_dir, split, **data_options)
+        for split in ("train", "val", "test")
+    }
+
+    seed_everything(settings.seed)
+    with distribution_strategy().scope():
+        train_set = splits["train"]
+        model = build_model(settings.arch, train_set.input_shape, train_set.num_classes, **arch_options)
+    check_victim(model, train_set.input_shape)
+
+    name = settings.model_name or default_model_name(settings.dataset, settings.arch)
+    with start_step_run("train", asdict(settings)) as run:
+        for split, dataset in splits.items():
+            log_dataset(dataset, context={"train": "training", "val": "validation", "test": "testing"}[split])
+        history = fit_victim(model, train_set, splits["val"], fit_config, callbacks=[MetricsToMlflow()])
+        test = splits["test"]
+        probs = model.predict(test.x, batch_size=settings.batch_size, verbose=0)
+        scores = classification_scores(test.y, probs)
+        mlflow.log_metrics(
+            {f"test_{key}": value for key, value in scores.items()} | {"clean_accuracy": scores["accuracy"]}
+        )
+        mlflow.log_table(prediction_table(test, probs), "predictions/test.json")
+        log_figure(learning_curves(history), "figures/learning_curves.png")
+        log_figure(confusion_figure(test.y, probs.argmax(axis=1), test.class_names), "figures/confusion_matrix.png")
+        model_uri = log_victim(model, test.x[:2])
+        version = register(
+            model_uri,
+            name,
+            settings.alias,
+            tags={
+                "dataset": settings.dataset,
+                "arch": settings.arch,
+                "clean_accuracy": f"{scores['accuracy']:.4f}",
+                "training_method": "standard",
+                "data_fingerprint": train_set.fingerprint(),
+                "run_id": run.info.run_id,
+            },
+        )
+        mlflow.set_tags({"medadv.registered_model": name, "medadv.model_version": version})
+        print(f"registered {name} version {version} as models:/{name}@{settings.alias}")
+        return str(run.info.run_id)

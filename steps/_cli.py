@@ -1,0 +1,46 @@
+"""What every step script shares: flags from a settings dataclass, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from typing import Any, TypeVar
+
+from mlflow.exceptions import MlflowException
+
+from medadv.tracking.runs import TrackingError
+
+Settings = TypeVar("Settings")
+
+
+def _flag_type(default: Any) -> Callable[[str], Any]:
+    if isinstance(default, bool):
+        return lambda text: {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+    return type(default)
+
+
+def parser_for(settings_class: type, description: str | None) -> argparse.ArgumentParser:
+    """One `--name` flag per settings field (same name, type and default), plus where to track."""
+    parser = argparse.ArgumentParser(description=description)
+    for field in fields(settings_class):
+        default = field.default if field.default is not MISSING else None
+        parser.add_argument(f"--{field.name}", type=_flag_type(default), default=default, metavar=field.name.upper())
+    parser.add_argument("--tracking_uri", default=None, help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db")
+    parser.add_argument("--experiment", default=None, help="MLflow experiment name (default: medadv)")
+    return parser
+
+
+def settings_from(arguments: argparse.Namespace, settings_class: type[Settings]) -> Settings:
+    return settings_class(**{field.name: getattr(arguments, field.name) for field in fields(settings_class)})
+
+
+def run_step(step: Callable[[], object]) -> None:
+    """Run a step; bad input ends it with one line on stderr and exit code 2, not a traceback."""
+    try:
+        step()
+    except (ValueError, TrackingError) as error:
+        sys.exit(f"medadv: error: {error}")
+    except MlflowException as error:
+        sys.exit(f"medadv: error: {error.message.splitlines()[0]}")
