@@ -79,7 +79,7 @@ def fit_victim(
         epochs=config.epochs,
         batch_size=config.batch_size,
         shuffle=True,
-        callbacks=[ValidationScores(validation, config.batch_size), StopOnDivergence(), *(callbacks or [])],
+        callbacks=[StopOnDivergence(), ValidationScores(validation, config.batch_size), *(callbacks or [])],
         verbose=2,
     )
 
