@@ -146,7 +146,7 @@ def write_header(path: Path, record: str, num_samples: int, rng: np.random.Gener
 
 
 def write_synthetic(
-    root: Path, *, seed: int = 0, per_class: int = 12, min_seconds: float = 20.0, max_seconds: float = 40.0
+    root: Path, *, seed: int = 0, per_class: int = 40, min_seconds: float = 20.0, max_seconds: float = 40.0
 ) -> None:
     """`per_class` records of each class, 20-40 s long (so both cropping and padding happen at 9000)."""
     rng = np.random.default_rng(seed)

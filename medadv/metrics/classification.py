@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 from medadv.data.base import Dataset
@@ -24,7 +25,7 @@ def classification_scores(y_true: np.ndarray, probs: np.ndarray) -> dict[str, fl
     return scores
 
 
-def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]) -> plt.Figure:
+def confusion_figure(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]) -> Figure:
     """Counts of true (rows) against predicted (columns) classes."""
     counts = confusion_matrix(y_true, y_pred, labels=range(len(class_names)))
     figure, axis = plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1.5))

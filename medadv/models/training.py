@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import keras
 import matplotlib.pyplot as plt
 import tensorflow as tf
+from matplotlib.figure import Figure
 
 from medadv.data.base import Dataset
 from medadv.metrics.classification import classification_scores
@@ -84,7 +85,7 @@ def fit_victim(
     )
 
 
-def learning_curves(history: keras.callbacks.History) -> plt.Figure:
+def learning_curves(history: keras.callbacks.History) -> Figure:
     """Loss and accuracy per epoch, training against validation."""
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):

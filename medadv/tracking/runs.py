@@ -16,6 +16,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import mlflow
+from matplotlib.figure import Figure
 from mlflow.entities import Run
 
 from medadv.data.base import Dataset
@@ -112,14 +113,14 @@ def log_dataset(dataset: Dataset, context: str) -> None:
     """Record which samples a run used (`mlflow.data`) and tag the run with the data fingerprint."""
     with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
         warnings.filterwarnings("ignore", message="The specified dataset source", category=UserWarning)
-        source = mlflow.data.from_numpy(
+        source = mlflow.data.from_numpy(  # type: ignore[attr-defined]
             dataset.x, targets=dataset.y, source=dataset.source, name=f"{dataset.name}-{dataset.split}"
         )
     mlflow.log_input(source, context=context)
     mlflow.set_tags({DATASET_TAG: dataset.name, FINGERPRINT_TAG: dataset.fingerprint()})
 
 
-def log_figure(figure: plt.Figure, path: str) -> None:
+def log_figure(figure: Figure, path: str) -> None:
     mlflow.log_figure(figure, path)
     plt.close(figure)
 

@@ -1,0 +1,185 @@
+"""The `attack` entry point: attack a victim batch by batch, log every batch, resume a killed run.
+
+Each finished batch is logged at once as `progress/batch_NNNNN.npz`; a run started again with
+`run_id` downloads those, skips their batches and goes on, so the final artifacts equal those of
+an uninterrupted run. At the end the batches are joined into the contract's one `.npz` and one
+Parquet table, and the progress files are removed where the artifact store allows it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import mlflow
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from medadv.attacks import ATTACKS, AttackError, make_attack, parse_config
+from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
+from medadv.attacks.result import AttackResult
+from medadv.attacks.runner import attack_batches, auto_batch_size, expand_targets, parse_shard, select_samples
+from medadv.data import load_dataset, loader_options
+from medadv.metrics import per_sample_table, success_matrix, summarize
+from medadv.models import check_victim
+from medadv.tracking.registry import load_model
+from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
+
+PROGRESS = "progress"
+RESULT_FILE = "attack_result.npz"
+TABLE_FILE = "samples.parquet"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackSettings:
+    """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults)."""
+
+    model: str = ""  # models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a path
+    dataset: str = "cinc2017"
+    data_dir: str = ""
+    data_options: str = ""
+    split: str = "test"
+    attack: str = "pgd"
+    attack_params: str = ""  # e.g. "eps=0.05,eps_step=0.01,max_iter=20"; target=-1 for every other class
+    engine: str = ""  # empty: the attack's default ("native" for fgsm/bim/pgd, else "art")
+    num_samples: int = 0  # 0: all selected samples
+    only_correct: bool = True  # attack only correctly classified samples, as the studies do
+    batch_size: int = 0  # 0: chosen from the input size
+    seed: int = 0
+    shard: str = "0/1"  # i/n: this run attacks the i-th of n shares
+    parent_run_id: str = ""  # groups the shards of one sharded attack
+    run_id: str = ""  # resume this (killed or failed) run
+
+
+def parse_params(text: str) -> dict[str, str]:
+    """`a=1,b=2` -> {"a": "1", "b": "2"}; the attack's config class types them."""
+    params = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AttackError(f"attack_params: {item!r} is not key=value")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
+    """Run `attack`; returns the run id. Inputs, model and settings are all checked before any compute."""
+    connect(tracking_uri, experiment)
+    if not settings.model:
+        raise AttackError("give the victim with --model (models:/NAME@ALIAS, runs:/ID/model or a path)")
+    if settings.attack not in ATTACKS:
+        raise AttackError(f"unknown attack {settings.attack!r}; choose one of {', '.join(ATTACKS)}")
+    config = parse_config(settings.attack, parse_params(settings.attack_params))
+    shard = parse_shard(settings.shard)
+    data = load_dataset(
+        settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
+    )
+    model = load_model(settings.model)
+    check_victim(model, data.input_shape)
+    batch_size = settings.batch_size or auto_batch_size(data.input_shape, len(data))
+    engine = settings.engine or None
+    attacker = make_attack(
+        settings.attack, model, config, data.clip_range, batch_size, engine, input_shape=data.input_shape
+    )
+    resumed = _resumable_run(settings)
+
+    samples = select_samples(
+        model,
+        data,
+        num_samples=settings.num_samples or None,
+        only_correct=settings.only_correct,
+        shard=shard,
+        seed=settings.seed,
+    )
+    samples, y_target = expand_targets(samples, config.target, data.num_classes)
+    if len(samples) == 0:
+        raise AttackError("no samples left to attack (is only_correct removing them all?)")
+
+    params = asdict(settings) | {"engine": engine or ATTACKS[settings.attack].default_engine, "batch_size": batch_size}
+    config_params = {f.name: getattr(config, f.name) for f in fields(config)}
+    with start_step_run("attack", params | config_params, run_id=resumed) as run:
+        mlflow.set_tags(
+            {
+                "medadv.attack": settings.attack,
+                "medadv.model_uri": settings.model,
+                "medadv.split": settings.split,
+                "medadv.shard": settings.shard,
+                "medadv.targeted": str(config.targeted).lower(),
+                # The shards of one attack nest under their parent run in the MLflow UI.
+                **({"mlflow.parentRunId": settings.parent_run_id} if settings.parent_run_id else {}),
+            }
+        )
+        log_dataset(samples, context="attack")
+        with tempfile.TemporaryDirectory(prefix="medadv-attack-") as folder:
+            done = _download_progress(run.info.run_id, Path(folder))
+            if done:
+                print(f"resuming: {len(done)} finished batches found, skipping them")
+            batches = attack_batches(
+                attacker, model, samples, y_target, batch_size=batch_size, skip=set(done), seed=settings.seed
+            )
+            for index, batch in batches:
+                path = batch.save(Path(folder) / f"batch_{index:05d}.npz")
+                mlflow.log_artifact(str(path), PROGRESS)
+                done[index] = batch
+            result = AttackResult.concatenate([done[index] for index in sorted(done)])
+            _log_result(result, samples.clip_range, samples.class_names, Path(folder))
+        _delete_progress(run.info.artifact_uri)
+        return str(run.info.run_id)
+
+
+def _resumable_run(settings: AttackSettings) -> str | None:
+    """The run to resume, checked to be an unfinished attack run with the same parameters."""
+    if not settings.run_id:
+        return None
+    try:
+        run = mlflow.get_run(settings.run_id)
+    except mlflow.exceptions.MlflowException:
+        raise AttackError(f"run {settings.run_id} not found in {mlflow.get_tracking_uri()}") from None
+    if run.data.tags.get("medadv.step") != "attack":
+        raise AttackError(f"run {settings.run_id} is not an attack run")
+    if run.info.status == "FINISHED":
+        raise AttackError(f"run {settings.run_id} already finished; nothing to resume")
+    changed = [
+        key for key, value in asdict(settings).items()
+        if key not in ("run_id", "batch_size", "engine") and run.data.params.get(key, str(value)) != str(value)
+    ]  # fmt: skip
+    if changed:
+        raise AttackError(f"run {settings.run_id} was started with other values of {', '.join(changed)}")
+    return settings.run_id
+
+
+def _download_progress(run_id: str, folder: Path) -> dict[int, AttackResult]:
+    """The batches a previous attempt of this run already logged, by batch index."""
+    if not mlflow.MlflowClient().list_artifacts(run_id, PROGRESS):
+        return {}
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PROGRESS, dst_path=str(folder / "old"))
+    )
+    return {int(path.stem.split("_")[1]): AttackResult.load(path) for path in sorted(local.glob("batch_*.npz"))}
+
+
+def _log_result(
+    result: AttackResult, clip_range: tuple[float, float], class_names: tuple[str, ...], folder: Path
+) -> None:
+    """The contract's artifacts, the summary metrics, the success matrix and the figures."""
+    result.save(folder / RESULT_FILE)
+    mlflow.log_artifact(str(folder / RESULT_FILE))
+    table = per_sample_table(result, clip_range)
+    table.to_parquet(folder / TABLE_FILE, index=False)
+    mlflow.log_artifact(str(folder / TABLE_FILE))
+    mlflow.log_metrics(summarize(result, clip_range, class_names), synchronous=True)
+    if (result.y_target >= 0).any():
+        matrix = success_matrix(result, class_names)
+        matrix.to_csv(folder / "success_matrix.csv")
+        mlflow.log_artifact(str(folder / "success_matrix.csv"))
+    log_figure(perturbation_figure(result, class_names), "figures/perturbations.png")
+    if result.x.ndim == 3:
+        log_figure(ecg_overlay_figure(result, class_names), "figures/ecg_overlays.png")
+
+
+def _delete_progress(artifact_uri: str) -> None:
+    """Drop the per-batch files once the joined result is logged; keep them where the store cannot delete."""
+    try:
+        get_artifact_repository(artifact_uri).delete_artifacts(PROGRESS)
+    except (NotImplementedError, mlflow.exceptions.MlflowException, OSError) as error:
+        print(f"note: per-batch progress files kept under {PROGRESS}/ ({type(error).__name__})")
