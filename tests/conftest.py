@@ -12,6 +12,7 @@ from medadv.data.base import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+EXPERIMENT = "tests"  # where tests that share the registered victims log their runs
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +99,27 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
 
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def victims(tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two registered tiny victims, trained in-process through the `train` job: images and ECG."""
+    from medadv.data import cinc2017, medmnist
+    from medadv.tracking.train_job import TrainSettings, train
+
+    images = tmp_path_factory.mktemp("pneumoniamnist")
+    medmnist.write_synthetic(images, flavor="pneumoniamnist")
+    ecg = tmp_path_factory.mktemp("cinc")
+    cinc2017.write_synthetic(ecg, per_class=10)
+    common = {"seed": 0, "learning_rate": 3e-3}
+    train(
+        TrainSettings(dataset="pneumoniamnist", data_dir=str(images), arch="small_cnn", arch_options="width=8",
+                      epochs=6, model_name="tiny-pneumonia", **common),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    train(
+        TrainSettings(dataset="cinc2017", data_dir=str(ecg), data_options="length=600", arch="ecg_resnet",
+                      arch_options="num_blocks=2,base_filters=8", epochs=6, model_name="tiny-cinc", **common),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    return {"images": str(images), "ecg": str(ecg)}

@@ -13,36 +13,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import EXPERIMENT
 from mlflow_server import REPO, run_step
 
 from medadv.attacks import AttackError
 from medadv.attacks.result import AttackResult
-from medadv.data import cinc2017, medmnist
 from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.train_job import TrainSettings, train
-
-EXPERIMENT = "test-attack"
-
-
-@pytest.fixture(scope="module")
-def victims(tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Two registered tiny victims, trained in-process through the `train` job: images and ECG."""
-    images = tmp_path_factory.mktemp("pneumoniamnist")
-    medmnist.write_synthetic(images, flavor="pneumoniamnist")
-    ecg = tmp_path_factory.mktemp("cinc")
-    cinc2017.write_synthetic(ecg, per_class=10)
-    common = {"seed": 0, "learning_rate": 3e-3}
-    train(
-        TrainSettings(dataset="pneumoniamnist", data_dir=str(images), arch="small_cnn", arch_options="width=8",
-                      epochs=6, model_name="tiny-pneumonia", **common),
-        tracking_server, EXPERIMENT,
-    )  # fmt: skip
-    train(
-        TrainSettings(dataset="cinc2017", data_dir=str(ecg), data_options="length=600", arch="ecg_resnet",
-                      arch_options="num_blocks=2,base_filters=8", epochs=6, model_name="tiny-cinc", **common),
-        tracking_server, EXPERIMENT,
-    )  # fmt: skip
-    return {"images": str(images), "ecg": str(ecg)}
 
 
 def _artifacts(run_id: str, folder: Path) -> tuple[AttackResult, pd.DataFrame]:

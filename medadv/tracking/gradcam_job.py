@@ -1,0 +1,141 @@
+"""The `gradcam` entry point: explain an attack run's clean and adversarial inputs and measure the change.
+
+Given an attack run id, everything else (the victim, the samples, the adversarial inputs) is read
+from that run, so nothing is passed twice. Given a model and a data set instead, it explains clean
+predictions only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from medadv.attacks.result import AttackResult
+from medadv.attacks.runner import predict
+from medadv.data import load_dataset, loader_options
+from medadv.explain import Explainer, ExplainError, overlay_figure, target_classes
+from medadv.metrics.heatmap import heatmap_summary, heatmap_table
+from medadv.tracking.attack_job import RESULT_FILE
+from medadv.tracking.registry import load_model
+from medadv.tracking.runs import STEP_TAG, connect, log_figure, start_step_run
+
+HEATMAP_FILE = "heatmaps.npz"
+TABLE_FILE = "heatmaps.parquet"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradcamSettings:
+    """Parameters of the `gradcam` entry point (the MLproject declares the same, with the same defaults)."""
+
+    attack_run_id: str = ""  # explain this attack run's clean and adversarial inputs
+    model: str = ""  # or: explain clean predictions of this model ...
+    dataset: str = "cinc2017"  # ... on this data set
+    data_dir: str = ""
+    data_options: str = ""
+    split: str = "test"
+    num_samples: int = 16
+    method: str = "gradcam"  # gradcam, gradcam++ or scorecam
+    layer: str = ""  # empty: the last convolution, found automatically and recorded
+    explain_class: str = "clean"  # clean, adversarial or true: which class both maps explain
+    on: str = "map"  # compare the heatmaps themselves, or colour overlays as the study did
+    iou_top_percent: float = 20.0
+    batch_size: int = 32
+
+
+def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
+    """Run `gradcam`; returns the run id. Run ids, layers and classes are checked before any map is computed."""
+    connect(tracking_uri, experiment)
+    if settings.attack_run_id:
+        attack_run = _attack_run(settings.attack_run_id)
+        model = load_model(attack_run.data.params["model"])
+        explainer = Explainer(model, method=settings.method, layer=settings.layer or None)
+        with tempfile.TemporaryDirectory(prefix="medadv-gradcam-") as folder:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=attack_run.info.run_id, artifact_path=RESULT_FILE, dst_path=folder
+            )
+            result = AttackResult.load(Path(local))
+        classes = target_classes(
+            settings.explain_class, y_true=result.y_true, y_clean=result.y_clean, y_adv=result.y_adv
+        )
+        inherited = {
+            key: attack_run.data.params[key]
+            for key in ("model", "dataset", "attack", "eps")
+            if key in attack_run.data.params
+        }
+        tags = {"mlflow.parentRunId": attack_run.info.run_id, "medadv.attack_run_id": attack_run.info.run_id}
+        with start_step_run("gradcam", asdict(settings) | inherited | {"layer": explainer.layer}) as run:
+            mlflow.set_tags(tags | {"medadv.attack": attack_run.data.tags.get("medadv.attack", "")})
+            clean = explainer(result.x, classes, batch_size=settings.batch_size)
+            adversarial = explainer(result.x_adv, classes, batch_size=settings.batch_size)
+            table = heatmap_table(
+                clean.maps, adversarial.maps, on=settings.on, x_clean=result.x, x_adv=result.x_adv,
+                iou_top_percent=(settings.iou_top_percent,), ids=result.ids,
+            )  # fmt: skip
+            metrics = heatmap_summary(table)
+            # The attack's own image degradation, beside the heatmaps' (images only: ECG runs have none).
+            metrics |= {k: v for k, v in attack_run.data.metrics.items() if k in ("psnr_mean", "ssim_mean")}
+            mlflow.log_metrics(metrics | {"num_samples": float(len(result))})
+            _log_maps(result.ids, classes, clean.maps, adversarial.maps, table)
+            titles = [f"{i}: explains class {c}" for i, c in zip(result.ids, classes, strict=True)]
+            log_figure(
+                overlay_figure(result.x, clean.maps, result.x_adv, adversarial.maps, titles=titles),
+                "figures/overlays.png",
+            )
+            return str(run.info.run_id)
+
+    if not settings.model:
+        raise ExplainError("give --attack_run_id (an attack run), or --model and --dataset for clean-only maps")
+    model = load_model(settings.model)
+    explainer = Explainer(model, method=settings.method, layer=settings.layer or None)
+    data = load_dataset(
+        settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
+    )
+    data = data.subset(slice(0, settings.num_samples or None))
+    if settings.explain_class == "adversarial":
+        raise ExplainError("explain_class 'adversarial' needs an attack run (--attack_run_id)")
+    with start_step_run("gradcam", asdict(settings) | {"layer": explainer.layer}) as run:
+        y_clean = predict(model, data.x).argmax(axis=1)
+        classes = target_classes(settings.explain_class, y_true=data.y, y_clean=y_clean)
+        clean = explainer(data.x, classes, batch_size=settings.batch_size)
+        mlflow.log_metric("num_samples", float(len(data)))
+        _log_maps(data.ids, classes, clean.maps)
+        log_figure(overlay_figure(data.x, clean.maps, titles=list(data.ids)), "figures/overlays.png")
+        return str(run.info.run_id)
+
+
+def _attack_run(run_id: str) -> mlflow.entities.Run:
+    try:
+        run = mlflow.get_run(run_id)
+    except MlflowException:
+        raise ExplainError(f"attack run {run_id} not found in {mlflow.get_tracking_uri()}") from None
+    if run.data.tags.get(STEP_TAG) != "attack":
+        raise ExplainError(f"run {run_id} is a {run.data.tags.get(STEP_TAG, 'non-medadv')} run, not an attack run")
+    if run.info.status != "FINISHED":
+        raise ExplainError(f"attack run {run_id} has not finished ({run.info.status}); resume it first")
+    return run
+
+
+def _log_maps(
+    ids: np.ndarray,
+    classes: np.ndarray,
+    clean: np.ndarray,
+    adversarial: np.ndarray | None = None,
+    table: pd.DataFrame | None = None,
+) -> None:
+    """One `.npz` of all maps and, with adversarial maps, one per-sample Parquet table."""
+    with tempfile.TemporaryDirectory(prefix="medadv-gradcam-") as folder:
+        arrays: dict[str, Any] = {"ids": ids.astype(str), "class_index": classes, "clean_maps": clean}
+        if adversarial is not None:
+            arrays["adversarial_maps"] = adversarial
+        np.savez_compressed(Path(folder) / HEATMAP_FILE, **arrays)
+        mlflow.log_artifact(str(Path(folder) / HEATMAP_FILE))
+        if table is not None:
+            table.to_parquet(Path(folder) / TABLE_FILE, index=False)
+            mlflow.log_artifact(str(Path(folder) / TABLE_FILE))
