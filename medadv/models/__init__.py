@@ -65,3 +65,13 @@ def logits_model(model: keras.Model) -> keras.Model:
     """The same model cut before its softmax, sharing weights: what attacks differentiate."""
     check_victim(model)
     return keras.Model(model.inputs, model.layers[-1].input, name=f"{model.name}_logits")
+
+
+def ensemble(models: list[keras.Model]) -> keras.Model:
+    """One victim whose logits are the mean of the members' logits: a transfer attack's source ensemble."""
+    for model in models:
+        check_victim(model, tuple(models[0].input_shape[1:]))
+    inputs = keras.Input(shape=tuple(models[0].input_shape[1:]), name="input")
+    logits = [logits_model(model)(inputs) for model in models]
+    mean_logits = keras.layers.Average(name="logits")(logits)
+    return keras.Model(inputs, keras.layers.Activation("softmax", name="probs")(mean_logits), name="ensemble")

@@ -20,10 +20,13 @@ class FitConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
+    mixup_alpha: float = 0.0  # > 0: mixup augmentation (Zhang et al. 2018) with Beta(alpha, alpha); 0.2 is usual
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
             raise ValueError(f"epochs and batch_size must be >= 1 and learning_rate > 0, got {self}")
+        if self.mixup_alpha < 0:
+            raise ValueError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
 
 
 def seed_everything(seed: int) -> None:
@@ -67,22 +70,40 @@ def fit_victim(
     config: FitConfig,
     callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> keras.callbacks.History:
-    """Compile with Adam + cross-entropy on the softmax output and fit; callbacks see the F1/AUC logs."""
+    """Compile with Adam + cross-entropy on the softmax output and fit; callbacks see the F1/AUC logs.
+
+    Labels are one-hot so that mixup's soft labels and plain ones take the same loss.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model.fit(
-        train.x,
-        train.y,
-        validation_data=(validation.x, validation.y) if len(validation) else None,
+        batches(train, config, shuffle=True, mixup_alpha=config.mixup_alpha),
+        validation_data=batches(validation, config) if len(validation) else None,
         epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
         callbacks=[StopOnDivergence(), ValidationScores(validation, config.batch_size), *(callbacks or [])],
         verbose=2,
     )
+
+
+def batches(data: Dataset, config: FitConfig, shuffle: bool = False, mixup_alpha: float = 0.0) -> tf.data.Dataset:
+    """(x, one-hot y) batches; with `mixup_alpha`, each batch is mixed with itself reversed."""
+    dataset = tf.data.Dataset.from_tensor_slices((data.x, tf.one_hot(data.y, data.num_classes)))
+    if shuffle:
+        dataset = dataset.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(config.batch_size)
+    if mixup_alpha > 0:
+        dataset = dataset.map(lambda x, y: mixup(x, y, mixup_alpha))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """x' = lam x + (1 - lam) x_rev, y' likewise, lam ~ Beta(alpha, alpha) per batch (Zhang et al. 2018, eq. 1)."""
+    a, b = tf.random.gamma([], alpha), tf.random.gamma([], alpha)
+    lam = a / (a + b)
+    return lam * x + (1 - lam) * tf.reverse(x, [0]), lam * y + (1 - lam) * tf.reverse(y, [0])
 
 
 def learning_curves(history: keras.callbacks.History) -> Figure:

@@ -12,15 +12,25 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import keras
 import mlflow
+import pandas as pd
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from medadv.attacks import ATTACKS, AttackError, make_attack, parse_config
 from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
 from medadv.attacks.result import AttackResult
-from medadv.attacks.runner import attack_batches, auto_batch_size, expand_targets, parse_shard, select_samples
+from medadv.attacks.runner import (
+    attack_batches,
+    auto_batch_size,
+    expand_targets,
+    parse_shard,
+    predict,
+    select_samples,
+)
 from medadv.data import load_dataset, loader_options
 from medadv.metrics import per_sample_table, success_matrix, summarize
+from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
 from medadv.tracking.registry import load_model
 from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
@@ -47,6 +57,7 @@ class AttackSettings:
     batch_size: int = 0  # 0: chosen from the input size
     seed: int = 0
     shard: str = "0/1"  # i/n: this run attacks the i-th of n shares
+    transfer_to: str = ""  # space-separated model URIs to replay the adversarial inputs on
     parent_run_id: str = ""  # groups the shards of one sharded attack
     run_id: str = ""  # resume this (killed or failed) run
 
@@ -76,6 +87,9 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     )
     model = load_model(settings.model)
     check_victim(model, data.input_shape)
+    transfer_targets = {uri: load_model(uri) for uri in settings.transfer_to.split()}
+    for target_model in transfer_targets.values():
+        check_victim(target_model, data.input_shape)
     batch_size = settings.batch_size or auto_batch_size(data.input_shape, len(data))
     engine = settings.engine or None
     attacker = make_attack(
@@ -123,6 +137,8 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
                 done[index] = batch
             result = AttackResult.concatenate([done[index] for index in sorted(done)])
             _log_result(result, samples.clip_range, samples.class_names, Path(folder))
+            if transfer_targets:
+                _log_transfer(result, transfer_targets, Path(folder))
         _delete_progress(run.info.artifact_uri)
         return str(run.info.run_id)
 
@@ -175,6 +191,18 @@ def _log_result(
     log_figure(perturbation_figure(result, class_names), "figures/perturbations.png")
     if result.x.ndim == 3:
         log_figure(ecg_overlay_figure(result, class_names), "figures/ecg_overlays.png")
+
+
+def _log_transfer(result: AttackResult, targets: dict[str, keras.Model], folder: Path) -> None:
+    """Replay the adversarial inputs on each target model: `transfer.csv`, one row per target."""
+    rows = {
+        uri: transfer_metrics(result, predict(target, result.x), predict(target, result.x_adv))
+        for uri, target in targets.items()
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model")
+    table.to_csv(folder / "transfer.csv")
+    mlflow.log_artifact(str(folder / "transfer.csv"))
+    mlflow.log_metric("transfer_success_rate_mean", float(table["transfer_success_rate"].mean()))
 
 
 def _delete_progress(artifact_uri: str) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 
-from medadv.models import ModelError, check_victim
+from medadv.models import ModelError, check_victim, ensemble
 
 _URI_FORMS = (
     "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model or a path to a .keras file or MLflow model folder"
@@ -52,7 +52,12 @@ def register(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str
 
 
 def load_model(uri: str) -> keras.Model:
-    """Load a victim from the registry, a run, or a local path, with Keras' safe_mode (no code from the file)."""
+    """Load a victim from the registry, a run, or a local path, with Keras' safe_mode (no code from the file).
+
+    `uri1+uri2+...` loads an ensemble averaging the members' logits.
+    """
+    if "+" in uri:
+        return ensemble([load_model(member) for member in uri.split("+")])
     if re.match(r"^(models|runs|mlflow-artifacts|s3|gs|https?):", uri):
         try:
             local = Path(mlflow.artifacts.download_artifacts(uri))

@@ -29,6 +29,7 @@ class TrainSettings:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
+    mixup_alpha: float = 0.0  # 0.2 for mixup augmentation
     model_name: str = ""  # empty: medadv-<dataset>-<arch>
     alias: str = "candidate"  # "champion" to promote directly
 
@@ -44,7 +45,11 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
     """Run `train`; returns the MLflow run id. Every input is checked before the run starts."""
     connect(tracking_uri, experiment)
     fit_config = FitConfig(
-        epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=settings.seed
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        seed=settings.seed,
+        mixup_alpha=settings.mixup_alpha,
     )
     fit_config.validate()
     arch_options = parse_options(settings.arch_options, architecture(settings.arch), "arch_options")
