@@ -67,7 +67,10 @@ def test_nan_samples_become_zero_before_scoring() -> None:
             "S00004.mat: cannot read a MATLAB v4 'val' array",
         ),
         (lambda root: (root / "REFERENCE-v3.csv").write_text("S00001,X\n"), "bad row 'S00001,X'"),
-        (lambda root: (root / "S00001.hea").write_text("S00001 1 500 10\r\nS00001.mat 16 1000/mV\r\n"), "S00001.hea: sampled at 500 Hz"),
+        (
+            lambda root: (root / "S00001.hea").write_text("S00001 1 500 10\r\nS00001.mat 16 1000/mV\r\n"),
+            "S00001.hea: sampled at 500 Hz",
+        ),
     ],
 )
 def test_malformed_sets_fail_with_one_line_naming_the_file(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]

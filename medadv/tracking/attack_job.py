@@ -32,7 +32,7 @@ from medadv.data import load_dataset, loader_options
 from medadv.metrics import per_sample_table, success_matrix, summarize
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
-from medadv.tracking.registry import load_model
+from medadv.tracking.registry import load_generators, load_model
 from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
 
 PROGRESS = "progress"
@@ -57,6 +57,7 @@ class AttackSettings:
     batch_size: int = 0  # 0: chosen from the input size
     seed: int = 0
     shard: str = "0/1"  # i/n: this run attacks the i-th of n shares
+    generators: str = ""  # dgn: the run id of a generator set (`train` with mode=generator)
     transfer_to: str = ""  # space-separated model URIs to replay the adversarial inputs on
     parent_run_id: str = ""  # groups the shards of one sharded attack
     run_id: str = ""  # resume this (killed or failed) run
@@ -92,8 +93,9 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
         check_victim(target_model, data.input_shape)
     batch_size = settings.batch_size or auto_batch_size(data.input_shape, len(data))
     engine = settings.engine or None
+    options = {"generators": _generators(settings)} if settings.attack == "dgn" else {}
     attacker = make_attack(
-        settings.attack, model, config, data.clip_range, batch_size, engine, input_shape=data.input_shape
+        settings.attack, model, config, data.clip_range, batch_size, engine, input_shape=data.input_shape, **options
     )
     resumed = _resumable_run(settings)
 
@@ -141,6 +143,12 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
                 _log_transfer(result, transfer_targets, Path(folder))
         _delete_progress(run.info.artifact_uri)
         return str(run.info.run_id)
+
+
+def _generators(settings: AttackSettings) -> dict[int, keras.Model]:
+    if not settings.generators:
+        raise AttackError("dgn needs --generators, the run id of a generator set (train with mode=generator)")
+    return load_generators(settings.generators)
 
 
 def _resumable_run(settings: AttackSettings) -> str | None:

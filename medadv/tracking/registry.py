@@ -73,3 +73,21 @@ def load_model(uri: str) -> keras.Model:
     model = keras.saving.load_model(files[0], safe_mode=True)
     check_victim(model)
     return model
+
+
+def load_generators(run_id: str) -> dict[int, keras.Model]:
+    """The per-class generators of a generator-set run (`train` with mode=generator), by class index."""
+    children = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`medadv.step` = 'generator_class'",
+        output_format="list",
+    )
+    if not children:
+        raise ModelError(f"run {run_id} holds no generators; train a set with --mode generator")
+    generators = {}
+    for child in children:
+        local = Path(mlflow.artifacts.download_artifacts(f"runs:/{child.info.run_id}/generator"))
+        generators[int(child.data.tags["medadv.class_index"])] = keras.saving.load_model(
+            sorted(local.rglob("*.keras"))[0], safe_mode=True
+        )
+    return generators

@@ -51,6 +51,17 @@ def connect(uri: str | None = None, experiment: str | None = None) -> str:
                 f"tracking server {uri} is unreachable ({reason}); start it or fix --tracking-uri"
             ) from None
     mlflow.set_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):  # /health is open even where the API needs credentials
+        try:
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except mlflow.exceptions.MlflowException as error:
+            status = error.get_http_status_code()
+            if status in (401, 403):
+                raise TrackingError(
+                    f"tracking server {uri} refused the credentials (HTTP {status}); "
+                    "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                ) from None
+            raise
     if experiment is None and ("MLFLOW_EXPERIMENT_ID" in os.environ or "MLFLOW_EXPERIMENT_NAME" in os.environ):
         return uri  # `mlflow run` chose the experiment
     try:

@@ -12,6 +12,7 @@ from medadv.metrics.classification import classification_scores, confusion_figur
 from medadv.models import architecture, build_model, check_victim
 from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
 from medadv.options import parse_options
+from medadv.tracking.defense_jobs import train_generator_set, train_robust
 from medadv.tracking.registry import default_model_name, log_victim, register
 from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
 
@@ -20,6 +21,7 @@ from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_ru
 class TrainSettings:
     """Parameters of the `train` entry point (the MLproject declares the same, with the same defaults)."""
 
+    mode: str = "victim"  # victim, generator (per-class CAE generators) or robust (adversarial training)
     dataset: str = "cinc2017"
     data_dir: str = ""  # empty: a synthetic set in the real format, generated under .medadv/
     data_options: str = ""  # e.g. "length=3000" for CinC, "image_size=64" for image folders
@@ -32,6 +34,18 @@ class TrainSettings:
     mixup_alpha: float = 0.0  # 0.2 for mixup augmentation
     model_name: str = ""  # empty: medadv-<dataset>-<arch>
     alias: str = "candidate"  # "champion" to promote directly
+    # mode=generator and mode=robust
+    victim: str = ""  # the model to attack / harden: models:/NAME@ALIAS, runs:/ID/model or a path
+    generator_loss: str = "lrp"  # lrp, nce or suspiciousness
+    generator_options: str = ""  # e.g. "top_k=20,alpha=0.5,eps=0.3"
+    method: str = ""  # robust: fgsm, pgd, pgd_online, dgn_lrp, dgn_nce or dgn_suspiciousness
+    attack_params: str = ""  # robust: the attack's settings, e.g. "eps=0.3,eps_step=0.01,max_iter=20"
+    generators: str = ""  # robust with dgn_*: the run id of a generator set
+    adversarial_ratio: float = 0.5  # weight of the clean loss in Goodfellow's mixed loss
+    from_scratch: bool = True  # False: fine-tune the victim's weights
+
+
+MODES = ("victim", "generator", "robust")
 
 
 class MetricsToMlflow(keras.callbacks.Callback):
@@ -44,6 +58,12 @@ class MetricsToMlflow(keras.callbacks.Callback):
 def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Run `train`; returns the MLflow run id. Every input is checked before the run starts."""
     connect(tracking_uri, experiment)
+    if settings.mode not in MODES:
+        raise ValueError(f"unknown mode {settings.mode!r}; choose one of {', '.join(MODES)}")
+    if settings.mode == "generator":
+        return train_generator_set(settings)
+    if settings.mode == "robust":
+        return train_robust(settings)
     fit_config = FitConfig(
         epochs=settings.epochs,
         batch_size=settings.batch_size,

@@ -1,0 +1,137 @@
+"""Attacks by name: a typed settings dataclass and one or two engines for each.
+
+`ATTACKS[name]` is an `AttackSpec`: its config class and its engines, "art" (ART's
+implementation, through `medadv.attacks.art_attacks`) and, for FGSM, BIM and PGD, "native"
+(medadv's fused `tf.function` loop, `medadv.attacks.native`), which is the default where it exists.
+Other modules add their attacks with `register` (ECGadv's and the CAE generators' attacks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from medadv.attacks import art_attacks, dgn, ecgadv, native
+from medadv.attacks.base import Attack, AttackConfig, AttackError
+from medadv.models import check_victim
+
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackConfig",
+    "AttackError",
+    "AttackSpec",
+    "make_attack",
+    "parse_config",
+    "register",
+]
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One registered attack: its settings class and its implementations by engine name (default first)."""
+
+    config: type[AttackConfig]
+    engines: dict[str, type[Attack]]
+
+    @property
+    def default_engine(self) -> str:
+        return next(iter(self.engines))
+
+
+ATTACKS: dict[str, AttackSpec] = {}
+
+
+def register(name: str, config: type[AttackConfig], engines: dict[str, type[Attack]]) -> None:
+    """Add an attack under `name`; the first engine listed is its default."""
+    if name in ATTACKS:
+        raise AttackError(f"attack {name!r} is already registered")
+    ATTACKS[name] = AttackSpec(config, engines)
+
+
+register("fgsm", native.FGSMConfig, {"native": native.FGSM, "art": art_attacks.ArtFGSM})
+register("bim", native.BIMConfig, {"native": native.BIM, "art": art_attacks.ArtBIM})
+register("pgd", native.PGDConfig, {"native": native.PGD, "art": art_attacks.ArtPGD})
+register("deepfool", art_attacks.DeepFoolConfig, {"art": art_attacks.ArtDeepFool})
+register("cw_l2", art_attacks.CWL2Config, {"art": art_attacks.ArtCWL2})
+register("cw_linf", art_attacks.CWLinfConfig, {"art": art_attacks.ArtCWLinf})
+register("autoattack", art_attacks.AutoAttackConfig, {"art": art_attacks.ArtAutoAttack})
+register("square", art_attacks.SquareConfig, {"art": art_attacks.ArtSquare})
+register("hopskipjump", art_attacks.HopSkipJumpConfig, {"art": art_attacks.ArtHopSkipJump})
+register("universal", art_attacks.UniversalConfig, {"art": art_attacks.ArtUniversal})
+register("ecgadv_type1", ecgadv.ECGadvTypeIConfig, {"native": ecgadv.ECGadvTypeI})
+register("ecgadv_type2", ecgadv.ECGadvTypeIIConfig, {"native": ecgadv.ECGadvTypeII})
+register("dgn", dgn.DGNConfig, {"native": dgn.DGNAttack})
+
+
+def _spec(name: str) -> AttackSpec:
+    if name not in ATTACKS:
+        raise AttackError(f"unknown attack {name!r}; choose one of {', '.join(ATTACKS)}")
+    return ATTACKS[name]
+
+
+def _coerce(name: str, field: str, kind: Any, text: str) -> Any:
+    """Turn a command-line string into the field's type (int, float, bool, str, or one of those or None)."""
+    options = [k for k in typing.get_args(kind) if k is not type(None)] or [kind]
+    if text.strip().lower() in ("", "none") and type(None) in typing.get_args(kind):
+        return None
+    for option in options:
+        try:
+            if option is bool:
+                if text.strip().lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                return text.strip().lower() in ("true", "1")
+            return option(text)
+        except ValueError:
+            continue
+    raise AttackError(f"{name}: parameter {field}={text!r} is not a valid {' or '.join(o.__name__ for o in options)}")
+
+
+def parse_config(name: str, params: dict[str, str]) -> AttackConfig:
+    """Build `name`'s settings from strings (as MLflow passes parameters); unknown names fail with the valid ones."""
+    config_class = _spec(name).config
+    types = typing.get_type_hints(config_class)
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise AttackError(
+            f"{name} has no parameter {', '.join(unknown)}; its parameters are {', '.join(sorted(fields))}"
+        )
+    values = {field: _coerce(name, field, types[field], text) for field, text in params.items()}
+    return config_class(**values)
+
+
+def make_attack(
+    name: str,
+    model: keras.Model,
+    config: AttackConfig,
+    clip_range: tuple[float, float],
+    batch_size: int,
+    engine: str | None = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    **options: Any,
+) -> Attack:
+    """Check everything (victim, data shape, settings, engine), then build the attack: nothing heavy runs before.
+
+    `engine` None picks the attack's default ("native" where it exists, else "art"). `options` go to the
+    attack's constructor (the DGN attack's `generators`).
+    """
+    spec = _spec(name)
+    engine = engine or spec.default_engine
+    if engine not in spec.engines:
+        raise AttackError(f"{name} has no engine {engine!r}; choose one of {', '.join(spec.engines)}")
+    if not isinstance(config, spec.config):
+        raise AttackError(f"{name} takes a {spec.config.__name__}, got a {type(config).__name__}")
+    if batch_size < 1:
+        raise AttackError(f"batch_size must be >= 1, got {batch_size}")
+    check_victim(model, input_shape)
+    try:
+        config.validate(int(model.output_shape[-1]))
+        return spec.engines[engine](model, config, clip_range, batch_size, **options)
+    except AttackError as error:
+        raise AttackError(f"{name}: {error}") from None

@@ -1,0 +1,503 @@
+"""ART's attacks behind medadv's `Attack` interface: the victim's logits wrapped in a `TensorFlowV2Classifier`.
+
+Every ART attack here is built with the run's batch size (ART's defaults of 1 or 32 are far too
+small on a CPU and far from what the data allows) and without ART's own progress bars (the
+runner draws one). Attacks that need image input or a finite data range refuse other victims
+with an `AttackError` when built, before any compute.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from art.attacks import EvasionAttack
+from art.attacks.evasion import (
+    AutoAttack,
+    AutoProjectedGradientDescent,
+    CarliniL2Method,
+    CarliniLInfMethod,
+    DeepFool,
+    FastGradientMethod,
+    HopSkipJump,
+    ProjectedGradientDescent,
+    SquareAttack,
+    UniversalPerturbation,
+)
+from art.attacks.evasion.auto_attack import run_attack
+from art.estimators.classification import TensorFlowV2Classifier
+
+from medadv.attacks.base import Attack, AttackConfig, AttackError
+from medadv.attacks.native import BIMConfig, FGSMConfig, LpConfig, PGDConfig, targets_for
+from medadv.models import logits_model
+
+
+class CompiledClassifier(TensorFlowV2Classifier):
+    """ART's TensorFlow 2 classifier with its loss gradient traced once into a graph.
+
+    ART computes the gradient eagerly, op by op, on every call, which costs about as much again
+    as the gradient itself on a small network. Same loss, same reduction, same result; only for
+    classifiers without preprocessing, which is how `art_classifier` builds them.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._graph_loss_gradient = tf.function(self._loss_gradient_of, reduce_retracing=True)
+
+    def _loss_gradient_of(self, x: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = self._loss_object(labels, self._model(x, training=False))
+        return tape.gradient(loss, x)
+
+    def loss_gradient(
+        self, x: np.ndarray | tf.Tensor, y: np.ndarray | tf.Tensor, training_mode: bool = False, **kwargs: Any
+    ) -> np.ndarray | tf.Tensor:
+        if training_mode:
+            return super().loss_gradient(x, y, training_mode=training_mode, **kwargs)
+        labels = tf.argmax(y, axis=1) if len(y.shape) == 2 else y  # ART passes one-hot labels
+        grad = self._graph_loss_gradient(tf.convert_to_tensor(x, dtype=tf.float32), labels)
+        return grad.numpy() if isinstance(x, np.ndarray) else grad
+
+
+def art_classifier(model: keras.Model, clip_range: tuple[float, float]) -> TensorFlowV2Classifier:
+    """The victim's logits as an ART classifier, with cross-entropy on logits as the attack loss.
+
+    `clip_values` is the data range, or None where it is unbounded (z-scored ECG): ART then
+    clips nothing (C&W and HopSkipJump fall back to the batch's own min and max).
+    """
+    logits = logits_model(model)
+    low, high = clip_range
+    return CompiledClassifier(
+        model=logits,
+        nb_classes=int(logits.output_shape[-1]),
+        input_shape=tuple(model.input_shape[1:]),
+        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        clip_values=(low, high) if math.isfinite(low) and math.isfinite(high) else None,
+        preprocessing=None,
+    )
+
+
+def _art_norm(norm: str) -> float:
+    return np.inf if norm == "inf" else float(norm)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UntargetedConfig(AttackConfig):
+    """Settings of an attack that only changes the prediction away from the true class."""
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.targeted:
+            raise AttackError("this attack is untargeted only; leave target unset")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeepFoolConfig(UntargetedConfig):
+    """DeepFool (Moosavi-Dezfooli et al. 2016, Alg. 2): steps to the linearised nearest decision boundary of the
+    `nb_grads` most likely classes, then overshoots it by a factor (1 + `overshoot`) (the paper's eta, 0.02).
+    Minimal L2 perturbation, no budget. ART calls the overshoot `epsilon`."""
+
+    max_iter: int = 50
+    overshoot: float = 0.02
+    nb_grads: int = 10
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.overshoot < 0:
+            raise AttackError(f"overshoot must be >= 0, got {self.overshoot}")
+        if self.max_iter < 1 or self.nb_grads < 1:
+            raise AttackError(f"max_iter and nb_grads must be >= 1, got {self.max_iter} and {self.nb_grads}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CarliniConfig(AttackConfig):
+    """Shared settings of Carlini & Wagner's attacks (2017): Adam on the distance plus `const` times the margin
+    loss f6 (eq. 6), which is satisfied once the logit margin exceeds `confidence` (the paper's kappa)."""
+
+    confidence: float = 0.0
+    learning_rate: float = 0.01
+    max_iter: int = 10
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.confidence < 0 or self.learning_rate <= 0 or self.max_iter < 1:
+            raise AttackError(
+                f"need confidence >= 0, learning_rate > 0 and max_iter >= 1, got {self.confidence}, "
+                f"{self.learning_rate} and {self.max_iter}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CWL2Config(CarliniConfig):
+    """C&W L2 (Carlini & Wagner 2017, sec. V-A): minimal L2 perturbation in tanh space; the constant is found by
+    `binary_search_steps` rounds of binary search from `initial_const`."""
+
+    binary_search_steps: int = 10
+    initial_const: float = 0.01
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.binary_search_steps < 1 or self.initial_const <= 0:
+            raise AttackError(
+                f"need binary_search_steps >= 1 and initial_const > 0, got {self.binary_search_steps} "
+                f"and {self.initial_const}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CWLinfConfig(CarliniConfig):
+    """C&W L-inf (Carlini & Wagner 2017, sec. V-B): shrinks the L-inf bound tau by `decrease_factor` while the
+    attack still succeeds; the constant grows by `const_factor` from `initial_const` up to `largest_const`."""
+
+    decrease_factor: float = 0.9
+    initial_const: float = 1e-5
+    largest_const: float = 20.0
+    const_factor: float = 2.0
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if not 0 < self.decrease_factor < 1 or self.const_factor <= 1:
+            raise AttackError(
+                f"need 0 < decrease_factor < 1 and const_factor > 1, got {self.decrease_factor} and {self.const_factor}"
+            )
+        if not 0 < self.initial_const <= self.largest_const:
+            raise AttackError(
+                f"need 0 < initial_const <= largest_const, got {self.initial_const} and {self.largest_const}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositiveLpConfig(LpConfig):
+    """An Lp budget that must be strictly positive (ART's AutoAttack, Square and universal refuse eps = 0)."""
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.eps <= 0:
+            raise AttackError(f"eps must be > 0, got {self.eps}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoAttackConfig(PositiveLpConfig, UntargetedConfig):
+    """AutoAttack (Croce & Hein 2020): APGD with cross-entropy, then APGD with the DLR loss (eq. 6; needs >= 3
+    classes), then Square (images with a finite range), each on the samples still not fooled. FAB is left out
+    (ART has no TensorFlow FAB). `max_iter` and `num_random_init` are APGD's; the paper uses 100 and 5."""
+
+    eps_step: float = 0.01
+    max_iter: int = 100
+    num_random_init: int = 5
+    square_max_iter: int = 5000
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.eps_step <= 0 or self.max_iter < 1 or self.num_random_init < 1 or self.square_max_iter < 1:
+            raise AttackError(
+                "need eps_step > 0 and max_iter, num_random_init and square_max_iter >= 1, got "
+                f"{self.eps_step}, {self.max_iter}, {self.num_random_init} and {self.square_max_iter}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SquareConfig(PositiveLpConfig, UntargetedConfig):
+    """Square Attack (Andriushchenko et al. 2020): black-box random search with square-shaped updates of the
+    margin loss inside the eps-ball; `p_init` is the initial fraction of pixels changed. Images only."""
+
+    max_iter: int = 100
+    p_init: float = 0.8
+    nb_restarts: int = 1
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.max_iter < 1 or self.nb_restarts < 1 or not 0 < self.p_init <= 1:
+            raise AttackError(
+                f"need max_iter >= 1, nb_restarts >= 1 and 0 < p_init <= 1, got {self.max_iter}, "
+                f"{self.nb_restarts} and {self.p_init}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HopSkipJumpConfig(AttackConfig):
+    """HopSkipJump (Chen et al. 2020): decision-based (labels only) attack that estimates the boundary's gradient
+    from `init_eval`..`max_eval` queries per step and binary-searches to the boundary; minimises the `norm`."""
+
+    norm: str = "2"
+    max_iter: int = 50
+    max_eval: int = 10000
+    init_eval: int = 100
+    init_size: int = 100
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.norm not in ("inf", "2"):
+            raise AttackError(f"norm {self.norm!r} is not supported; choose inf or 2")
+        if min(self.max_iter, self.init_eval, self.init_size) < 1 or self.max_eval < self.init_eval:
+            raise AttackError(
+                "need max_iter, init_eval, init_size >= 1 and max_eval >= init_eval, got "
+                f"{self.max_iter}, {self.init_eval}, {self.init_size} and {self.max_eval}"
+            )
+
+
+UNIVERSAL_ATTACKERS = ("deepfool", "fgsm", "pgd")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UniversalConfig(PositiveLpConfig, UntargetedConfig):
+    """Universal perturbation (Moosavi-Dezfooli et al. 2017, Alg. 1): one perturbation for the whole batch, grown
+    sample by sample with `attacker` (ART defaults) and projected onto the eps-ball, for up to `max_iter`
+    passes or until the fooling rate reaches 1 - `delta`."""
+
+    eps: float = 0.1
+    attacker: str = "deepfool"
+    delta: float = 0.2
+    max_iter: int = 20
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.attacker not in UNIVERSAL_ATTACKERS:
+            raise AttackError(f"attacker {self.attacker!r} is not supported; choose one of {UNIVERSAL_ATTACKERS}")
+        if not 0 <= self.delta < 1 or self.max_iter < 1:
+            raise AttackError(f"need 0 <= delta < 1 and max_iter >= 1, got {self.delta} and {self.max_iter}")
+
+
+class ArtAttack(Attack):
+    """Runs the ART attack that `build` makes; `generate` passes true labels, or targets when targeted."""
+
+    def __init__(
+        self, model: keras.Model, config: AttackConfig, clip_range: tuple[float, float], batch_size: int
+    ) -> None:
+        super().__init__(model, config, clip_range, batch_size)
+        self.classifier = art_classifier(model, clip_range)
+        self.art = self.build()
+
+    @abc.abstractmethod
+    def build(self) -> EvasionAttack:
+        """The configured ART attack on `self.classifier`."""
+
+    def require_images(self) -> None:
+        """Refuse victims that do not take finite-range (H, W, C) images."""
+        if len(self.classifier.input_shape) != 3 or self.classifier.clip_values is None:
+            raise AttackError(
+                f"this attack needs (height, width, channels) images with a finite range; this victim takes "
+                f"{self.classifier.input_shape} in {self.clip_range}"
+            )
+
+    def generate(self, x: np.ndarray, y: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+        target = targets_for(self.config, target, len(x))
+        x_adv = self.art.generate(np.asarray(x, dtype=np.float32), y=np.asarray(y if target is None else target))
+        return np.asarray(x_adv, dtype=np.float32)
+
+
+class ArtFGSM(ArtAttack):
+    config: FGSMConfig
+
+    def build(self) -> EvasionAttack:
+        return FastGradientMethod(
+            self.classifier,
+            norm=_art_norm(self.config.norm),
+            eps=self.config.eps,
+            eps_step=self.config.eps,
+            targeted=self.config.targeted,
+            batch_size=self.batch_size,
+        )
+
+
+class ArtBIM(ArtAttack):
+    """BIM is ART's PGD without a random start (ART's `BasicIterativeMethod` is exactly that, for L-inf only)."""
+
+    config: BIMConfig
+
+    @property
+    def num_random_init(self) -> int:
+        return 0
+
+    def build(self) -> EvasionAttack:
+        return ProjectedGradientDescent(
+            self.classifier,
+            norm=_art_norm(self.config.norm),
+            eps=self.config.eps,
+            eps_step=self.config.eps_step,
+            max_iter=self.config.max_iter,
+            targeted=self.config.targeted,
+            num_random_init=self.num_random_init,
+            batch_size=self.batch_size,
+            verbose=False,
+        )
+
+
+class ArtPGD(ArtBIM):
+    config: PGDConfig
+
+    @property
+    def num_random_init(self) -> int:
+        return self.config.num_random_init
+
+
+class ArtDeepFool(ArtAttack):
+    config: DeepFoolConfig
+
+    def build(self) -> EvasionAttack:
+        return DeepFool(
+            self.classifier,
+            max_iter=self.config.max_iter,
+            epsilon=self.config.overshoot,
+            nb_grads=self.config.nb_grads,
+            batch_size=self.batch_size,
+            verbose=False,
+        )
+
+
+class ArtCWL2(ArtAttack):
+    config: CWL2Config
+
+    def build(self) -> EvasionAttack:
+        return CarliniL2Method(
+            self.classifier,
+            confidence=self.config.confidence,
+            targeted=self.config.targeted,
+            learning_rate=self.config.learning_rate,
+            binary_search_steps=self.config.binary_search_steps,
+            max_iter=self.config.max_iter,
+            initial_const=self.config.initial_const,
+            batch_size=self.batch_size,
+            verbose=False,
+        )
+
+
+class ArtCWLinf(ArtAttack):
+    config: CWLinfConfig
+
+    def build(self) -> EvasionAttack:
+        return CarliniLInfMethod(
+            self.classifier,
+            confidence=self.config.confidence,
+            targeted=self.config.targeted,
+            learning_rate=self.config.learning_rate,
+            max_iter=self.config.max_iter,
+            decrease_factor=self.config.decrease_factor,
+            initial_const=self.config.initial_const,
+            largest_const=self.config.largest_const,
+            const_factor=self.config.const_factor,
+            batch_size=self.batch_size,
+            verbose=False,
+        )
+
+
+class ArtAutoAttack(ArtAttack):
+    """AutoAttack's components (built here, so their iterations and batch size are ours) run one after the other,
+    each on the samples still not fooled, with ART's own `run_attack`.
+
+    ART's `AutoAttack.generate` imports the optional `multiprocess` package on every call, even
+    without a process pool, so its sequential loop is repeated here instead of calling it.
+    """
+
+    config: AutoAttackConfig
+
+    def build(self) -> EvasionAttack:
+        config, norm = self.config, _art_norm(self.config.norm)
+        losses = ["cross_entropy"] + (["difference_logits_ratio"] if self.classifier.nb_classes >= 3 else [])
+        components: list[EvasionAttack] = [
+            AutoProjectedGradientDescent(
+                self.classifier,
+                norm=norm,
+                eps=config.eps,
+                eps_step=config.eps_step,
+                max_iter=config.max_iter,
+                nb_random_init=config.num_random_init,
+                batch_size=self.batch_size,
+                loss_type=loss,
+                verbose=False,
+            )
+            for loss in losses
+        ]
+        if len(self.classifier.input_shape) == 3 and self.classifier.clip_values is not None:
+            components.append(
+                SquareAttack(
+                    self.classifier,
+                    norm=norm,
+                    eps=config.eps,
+                    max_iter=config.square_max_iter,
+                    batch_size=self.batch_size,
+                    verbose=False,
+                )
+            )
+        return AutoAttack(
+            self.classifier,
+            norm=norm,
+            eps=config.eps,
+            eps_step=config.eps_step,
+            attacks=components,
+            batch_size=self.batch_size,
+        )
+
+    def generate(self, x: np.ndarray, y: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+        x_adv = np.array(x, dtype=np.float32)
+        one_hot = np.eye(self.classifier.nb_classes, dtype=np.float32)[y]
+        robust = self.classifier.predict(x_adv).argmax(axis=1) == y
+        for component in self.art.attacks:
+            if not robust.any():
+                break
+            x_adv, robust = run_attack(
+                x_adv, one_hot, robust, component, self.classifier, norm=self.art.norm, eps=self.config.eps
+            )
+        return x_adv
+
+
+class ArtSquare(ArtAttack):
+    config: SquareConfig
+
+    def build(self) -> EvasionAttack:
+        self.require_images()
+        return SquareAttack(
+            self.classifier,
+            norm=_art_norm(self.config.norm),
+            eps=self.config.eps,
+            max_iter=self.config.max_iter,
+            p_init=self.config.p_init,
+            nb_restarts=self.config.nb_restarts,
+            batch_size=self.batch_size,
+            verbose=False,
+        )
+
+
+class ArtHopSkipJump(ArtAttack):
+    config: HopSkipJumpConfig
+
+    def build(self) -> EvasionAttack:
+        return HopSkipJump(
+            self.classifier,
+            batch_size=self.batch_size,
+            targeted=self.config.targeted,
+            norm=_art_norm(self.config.norm),
+            max_iter=self.config.max_iter,
+            max_eval=self.config.max_eval,
+            init_eval=self.config.init_eval,
+            init_size=self.config.init_size,
+            verbose=False,
+        )
+
+
+class ArtUniversal(ArtAttack):
+    """One universal perturbation per call of `generate`, i.e. per batch of the run."""
+
+    config: UniversalConfig
+
+    def build(self) -> EvasionAttack:
+        attacker_params: dict[str, Any] = {"batch_size": 1}
+        if self.config.attacker != "fgsm":  # ART's FGSM has no `verbose`
+            attacker_params["verbose"] = False
+        return UniversalPerturbation(
+            self.classifier,
+            attacker=self.config.attacker,
+            attacker_params=attacker_params,
+            delta=self.config.delta,
+            max_iter=self.config.max_iter,
+            eps=self.config.eps,
+            norm=_art_norm(self.config.norm),
+            batch_size=self.batch_size,
+            verbose=False,
+        )

@@ -1,0 +1,29 @@
+"""Metrics of attacks (and, from their own modules, of classification and explanations)."""
+
+from medadv.metrics.attack import (
+    attack_success,
+    attack_success_rate,
+    clean_accuracy,
+    fooling_rate,
+    per_sample_table,
+    perturbation_norms,
+    psnr,
+    robust_accuracy,
+    ssim,
+    success_matrix,
+    summarize,
+)
+
+__all__ = [
+    "attack_success",
+    "attack_success_rate",
+    "clean_accuracy",
+    "fooling_rate",
+    "per_sample_table",
+    "perturbation_norms",
+    "psnr",
+    "robust_accuracy",
+    "ssim",
+    "success_matrix",
+    "summarize",
+]

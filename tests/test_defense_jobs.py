@@ -1,0 +1,84 @@
+"""`train` in generator and robust modes against a real MLflow server: generator sets, robust models registered."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from conftest import EXPERIMENT
+
+from medadv.data import mnist
+from medadv.defenses import DefenseError
+from medadv.tracking.registry import load_generators, load_model
+from medadv.tracking.train_job import TrainSettings, train
+
+
+@pytest.fixture(scope="module")
+def mnist_victim(tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("mnist")
+    mnist.write_synthetic(root)
+    train(
+        TrainSettings(dataset="mnist", data_dir=str(root), arch="mnist_dense", epochs=8, learning_rate=3e-3,
+                      model_name="tiny-mnist"),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    return str(root)
+
+
+def test_generator_set_and_dgn_robust_model(mnist_victim: str, tracking_server: str) -> None:
+    common = {"dataset": "mnist", "data_dir": mnist_victim, "victim": "models:/tiny-mnist@candidate", "batch_size": 32}
+    generator_run = train(
+        TrainSettings(mode="generator", generator_loss="nce", epochs=2, **common),
+        tracking_server,
+        EXPERIMENT,  # type: ignore[arg-type]
+    )
+    client = mlflow.MlflowClient(tracking_server)
+    parent = client.get_run(generator_run)
+    assert parent.data.tags["medadv.step"] == "generator" and parent.data.tags["medadv.generator_loss"] == "nce"
+    assert {"clean_accuracy", "dgn_accuracy", "accuracy_drop"} <= set(parent.data.metrics)
+    mlflow.set_tracking_uri(tracking_server)
+    generators = load_generators(generator_run)
+    assert sorted(generators) == list(range(10)) and generators[0].input_shape[1:] == (28, 28, 1)
+
+    robust_run = train(
+        TrainSettings(mode="robust", method="dgn_nce", generators=generator_run, epochs=2, **common),  # type: ignore[arg-type]
+        tracking_server,
+        EXPERIMENT,
+    )
+    version = client.get_model_version_by_alias("medadv-mnist-mnist_dense-robust-dgn_nce", "candidate")
+    assert version.run_id == robust_run and version.tags["training_method"] == "dgn_nce"
+    metrics = client.get_run(robust_run).data.metrics
+    assert {"clean_accuracy", "robust_accuracy", "victim_robust_accuracy", "robust_accuracy_gain"} <= set(metrics)
+    load_model("models:/medadv-mnist-mnist_dense-robust-dgn_nce@candidate")  # obeys the victim contract
+
+    with pytest.raises(DefenseError, match="is not a generator set trained with the lrp loss"):
+        train(
+            TrainSettings(mode="robust", method="dgn_lrp", generators=generator_run, **common),
+            tracking_server,
+            EXPERIMENT,
+        )  # type: ignore[arg-type]
+
+
+def test_fgsm_robust_model_is_registered_with_its_threat_model(mnist_victim: str, tracking_server: str) -> None:
+    settings = TrainSettings(
+        mode="robust", method="fgsm", attack_params="eps=0.3", dataset="mnist", data_dir=mnist_victim,
+        victim="models:/tiny-mnist@candidate", epochs=2, batch_size=32,
+    )  # fmt: skip
+    run_id = train(settings, tracking_server, EXPERIMENT)
+    version = mlflow.MlflowClient(tracking_server).get_model_version_by_alias(
+        "medadv-mnist-mnist_dense-robust-fgsm", "candidate"
+    )
+    assert version.run_id == run_id and "robust_accuracy_fgsm" in version.tags
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mode": "robust", "method": "magic"}, "unknown robust method 'magic'"),
+        ({"mode": "robust", "method": "pgd"}, "needs --victim"),
+        ({"mode": "generator", "victim": "models:/tiny-mnist@candidate", "generator_loss": "l1"}, "loss"),
+        ({"mode": "sideways"}, "unknown mode 'sideways'"),
+    ],
+)
+def test_bad_modes_fail_before_any_run(mnist_victim: str, tracking_server: str, changes: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=message):
+        train(TrainSettings(dataset="mnist", data_dir=mnist_victim, **changes), tracking_server, EXPERIMENT)
