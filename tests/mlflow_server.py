@@ -34,7 +34,9 @@ def mlflow_server(root: Path, extra_args: tuple[str, ...] = ()) -> Iterator[str]
         *extra_args,
     ]  # fmt: skip
     # Its own session, so the whole process group (server and workers) can be stopped at once.
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # No background job runner (seven huey consumers the tests never use).
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + 90
         while True:

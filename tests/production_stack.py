@@ -141,6 +141,7 @@ def production_stack(root: Path) -> Iterator[ProductionStack]:
         server_env = {  # the settings deploy/README.md lists; of this shell's environment, no credential
             **{key: value for key, value in os.environ.items() if not key.startswith(CREDENTIAL_ENV)},
             **s3.env(),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no background job runner: the tests never use it
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             "MLFLOW_BACKEND_STORE_URI": pg_uri(pg_port, "mlflow"),
             "PGPASSWORD": pg_password,  # libpq reads it: no password in a URI or a command line

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from conftest import EXPERIMENT
 
+from medadv.attacks.result import AttackResult
 from medadv.data import mnist
 from medadv.defenses import DefenseError
+from medadv.tracking.attack_job import AttackSettings, attack
 from medadv.tracking.registry import load_generators, load_model
 from medadv.tracking.train_job import TrainSettings, train
 
@@ -38,6 +42,15 @@ def test_generator_set_and_dgn_robust_model(mnist_victim: str, tracking_server: 
     mlflow.set_tracking_uri(tracking_server)
     generators = load_generators(generator_run)
     assert sorted(generators) == list(range(10)) and generators[0].input_shape[1:] == (28, 28, 1)
+
+    dgn_attack = attack(
+        AttackSettings(model="models:/tiny-mnist@candidate", dataset="mnist", data_dir=mnist_victim, attack="dgn",
+                       attack_params="eps=0.3", generators=generator_run),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    result = AttackResult.load(Path(client.download_artifacts(dgn_attack, "attack_result.npz")))
+    assert abs(result.delta).max() <= 0.3 + 1e-6 and result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert client.get_run(dgn_attack).data.metrics["num_samples"] == len(result) > 0
 
     robust_run = train(
         TrainSettings(mode="robust", method="dgn_nce", generators=generator_run, epochs=2, **common),  # type: ignore[arg-type]

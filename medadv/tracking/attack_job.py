@@ -14,10 +14,12 @@ from pathlib import Path
 
 import keras
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from medadv.attacks import ATTACKS, AttackError, make_attack, parse_config
+from medadv.attacks.ecgadv import evaluation_distances
 from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import (
@@ -111,11 +113,16 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     if len(samples) == 0:
         raise AttackError("no samples left to attack (is only_correct removing them all?)")
 
-    params = asdict(settings) | {"engine": engine or ATTACKS[settings.attack].default_engine, "batch_size": batch_size}
-    config_params = {f.name: getattr(config, f.name) for f in fields(config)}
-    with start_step_run("attack", params | config_params, run_id=resumed) as run:
+    # The attack's own settings as plain params (eps, max_iter, ...), so runs compare by them in the UI;
+    # one that shares a name with an entry-point parameter (ECGadv Type II's seed) gets an "attack_" prefix.
+    config_params = {
+        (f"attack_{f.name}" if f.name in asdict(settings) else f.name): getattr(config, f.name) for f in fields(config)
+    }
+    with start_step_run("attack", asdict(settings) | config_params, run_id=resumed) as run:
         mlflow.set_tags(
             {
+                "medadv.engine": engine or ATTACKS[settings.attack].default_engine,
+                "medadv.batch_size": str(batch_size),
                 "medadv.attack": settings.attack,
                 "medadv.model_uri": settings.model,
                 "medadv.split": settings.split,
@@ -189,9 +196,14 @@ def _log_result(
     result.save(folder / RESULT_FILE)
     mlflow.log_artifact(str(folder / RESULT_FILE))
     table = per_sample_table(result, clip_range)
+    metrics = summarize(result, clip_range, class_names)
+    if result.x.ndim == 3:  # ECG: ECGadv's evaluation distances d_L2, d_smooth, d_smooth_l2 per record
+        for name, values in evaluation_distances(result.x, result.x_adv).items():
+            table[name] = values
+            metrics[f"{name}_mean"] = float(np.mean(values))
     table.to_parquet(folder / TABLE_FILE, index=False)
     mlflow.log_artifact(str(folder / TABLE_FILE))
-    mlflow.log_metrics(summarize(result, clip_range, class_names), synchronous=True)
+    mlflow.log_metrics(metrics, synchronous=True)
     if (result.y_target >= 0).any():
         matrix = success_matrix(result, class_names)
         matrix.to_csv(folder / "success_matrix.csv")

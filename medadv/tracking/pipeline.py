@@ -1,11 +1,17 @@
-"""The `main` entry point: the end-to-end demo, each step run in-process and reused when already done."""
+"""The `main` entry point: the end-to-end demo on generated data, each step run in-process under one
+parent run and reused when a finished run with the same parameters and code version exists."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import mlflow
 
+from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.tracking.evaluate_job import EvaluateSettings, evaluate
+from medadv.tracking.gradcam_job import GradcamSettings, gradcam
 from medadv.tracking.runs import connect, find_finished_run, start_step_run
 from medadv.tracking.train_job import TrainSettings, train
 
@@ -16,33 +22,53 @@ class MainSettings:
 
     ecg_length: int = 3000  # samples per record at 300 Hz (the study uses 9000)
     epochs: int = 8
-
-
-def demo_train_settings(settings: MainSettings) -> TrainSettings:
-    """A small ECG ResNet on generated CinC-format records."""
-    return TrainSettings(
-        dataset="cinc2017",
-        data_options=f"length={settings.ecg_length}",
-        arch="ecg_resnet",
-        arch_options="num_blocks=4,base_filters=16",
-        epochs=settings.epochs,
-        learning_rate=3e-3,
-    )
+    records: int = 4  # records per attack (ECGadv attacks each toward the 3 other classes)
+    ecgadv_iterations: int = 100  # per binary-search step (the study: 1000)
+    ecgadv_search_steps: int = 2  # binary-search steps over c (the study: 5)
 
 
 def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Run (or reuse) every step of the demo under one parent run; returns the parent run id."""
     uri = connect(tracking_uri, experiment)
+    data_options = f"length={settings.ecg_length}"
+    victim = TrainSettings(data_options=data_options, epochs=settings.epochs, learning_rate=3e-3)
+    victim_a = replace(victim, arch_options="num_blocks=4,base_filters=16", model_name="medadv-demo-ecg-a")
+    victim_b = replace(victim, arch_options="num_blocks=2,base_filters=16", seed=1, model_name="medadv-demo-ecg-b")
+    model_a, model_b = (f"models:/{v.model_name}@candidate" for v in (victim_a, victim_b))
+    on_a = AttackSettings(model=model_a, data_options=data_options, num_samples=settings.records)
+    ecgadv = f"max_iterations={settings.ecgadv_iterations},binary_search_steps={settings.ecgadv_search_steps}"
+    robust = replace(
+        victim, mode="robust", method="pgd_online", victim=model_a, epochs=2, from_scratch=False,
+        attack_params="eps=0.5,eps_step=0.1,max_iter=5",
+    )  # fmt: skip
+
     with start_step_run("main", asdict(settings)) as parent:
-        train_settings = demo_train_settings(settings)
-        finished = find_finished_run("train", asdict(train_settings))
-        if finished is not None:
-            print(f"reusing finished train run {finished.info.run_id}")
-            train_run_id = finished.info.run_id
-        else:
-            train_run_id = train(train_settings, uri, experiment)
-        mlflow.set_tag("medadv.train_run", train_run_id)
-        print(f"\nDone. Browse the runs:  mlflow ui --backend-store-uri {uri}")
-        print("Look at experiment 'medadv': the train run's metrics (per-epoch loss, accuracy, macro F1, AUC),")
-        print("its figures/ (learning curves, confusion matrix) and the registered model under Models.")
+        step = _reusing_step(uri, experiment)
+        step("train", train, victim_a)
+        step("train", train, victim_b)
+        for metric in ("l2", "smooth", "smooth_l2"):
+            step("attack", attack, replace(on_a, attack="ecgadv_type1", attack_params=f"metric={metric},{ecgadv}"))
+        pgd = replace(on_a, attack="pgd", attack_params="eps=0.5,eps_step=0.1,max_iter=20", transfer_to=model_b)
+        pgd_run = step("attack", attack, pgd)
+        step("attack", attack, replace(on_a, attack="deepfool", attack_params="overshoot=0.02"))
+        step("gradcam", gradcam, GradcamSettings(attack_run_id=pgd_run))
+        step("train", train, robust)
+        report = evaluate(EvaluateSettings(), uri, experiment)  # always anew: it reads every run so far
+        report_uri = mlflow.get_run(report).info.artifact_uri + "/report.html"
+        print(f"\nDone. The report: {report_uri}")
+        print(f"Browse every run: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
+        print("Experiment 'medadv': the demo's parent run holds the train, attack, gradcam and evaluate runs.")
         return str(parent.info.run_id)
+
+
+def _reusing_step(uri: str, experiment: str | None) -> Callable[[str, Callable[..., str], Any], str]:
+    """Run a step in-process, or reuse its finished run with the same parameters and code version."""
+
+    def step(name: str, job: Callable[..., str], settings: Any) -> str:
+        finished = find_finished_run(name, asdict(settings))
+        if finished is not None:
+            print(f"reusing finished {name} run {finished.info.run_id}")
+            return str(finished.info.run_id)
+        return job(settings, uri, experiment)
+
+    return step
