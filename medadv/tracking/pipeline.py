@@ -23,8 +23,8 @@ class MainSettings:
     ecg_length: int = 3000  # samples per record at 300 Hz (the study uses 9000)
     epochs: int = 8
     records: int = 4  # records per attack (ECGadv attacks each toward the 3 other classes)
-    ecgadv_iterations: int = 100  # per binary-search step (the study: 1000)
-    ecgadv_search_steps: int = 2  # binary-search steps over c (the study: 5)
+    ecgadv_iterations: int = 200  # per binary-search step (the study: 1000)
+    ecgadv_search_steps: int = 2  # binary-search steps over c (the study: 5, from c = 0.01)
 
 
 def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
@@ -36,7 +36,9 @@ def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment
     victim_b = replace(victim, arch_options="num_blocks=2,base_filters=16", seed=1, model_name="medadv-demo-ecg-b")
     model_a, model_b = (f"models:/{v.model_name}@candidate" for v in (victim_a, victim_b))
     on_a = AttackSettings(model=model_a, data_options=data_options, num_samples=settings.records)
-    ecgadv = f"max_iterations={settings.ecgadv_iterations},binary_search_steps={settings.ecgadv_search_steps}"
+    # c starts at 10, not the study's 0.01, so that two short binary-search steps already succeed.
+    iterations, steps = settings.ecgadv_iterations, settings.ecgadv_search_steps
+    ecgadv = f"max_iterations={iterations},binary_search_steps={steps},initial_const=10"
     robust = replace(
         victim, mode="robust", method="pgd_online", victim=model_a, epochs=2, from_scratch=False,
         attack_params="eps=0.5,eps_step=0.1,max_iter=5",

@@ -1,0 +1,547 @@
+"""The `evaluate` entry point: compare an experiment's train, attack and gradcam runs in one report.
+
+Runs are found by their `medadv.step` tag (and an optional MLflow filter). Finished runs are
+compared; every other run is listed as skipped, and a run without a metric or artifact it should
+have is listed as missing, never silently dropped. The shards of one sharded attack (`shard i/n`
+with one `parent_run_id`) become one row: their `attack_result.npz` files are joined and the
+metrics recomputed with `medadv.metrics.summarize`, so they equal an unsharded run's. Everything is
+logged in a run of its own (step `evaluate`): `report.html` with its figures embedded, and each
+table as CSV and Parquet under `tables/`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from medadv.attacks.result import AttackResult
+from medadv.attacks.runner import parse_shard, predict
+from medadv.data import load_dataset, loader_options
+from medadv.metrics import success_matrix, summarize
+from medadv.metrics.transfer import transfer_metrics
+from medadv.models import ModelError
+from medadv.report import Section, eps_curves, matrix_heatmap, render_report
+from medadv.tracking.attack_job import RESULT_FILE
+from medadv.tracking.registry import load_model
+from medadv.tracking.runs import STEP_TAG, artifact_dir, connect, start_step_run
+
+REPORT_FILE = "report.html"
+STEPS = ("train", "attack", "gradcam")
+ATTACK_METRICS = (
+    "clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean", "l2_median",
+    "linf_mean", "linf_max", "psnr_mean", "ssim_mean", "seconds_per_sample", "num_samples",
+)  # fmt: skip
+IMAGE_ONLY_METRICS = ("psnr_mean", "ssim_mean")  # signals (ECG) have none
+HEATMAP_METRICS = ("dssim_mean", "dssim_max", "dssim_std", "pearson_mean", "spearman_mean", "com_shift_mean")
+TRAIN_METRICS = ("clean_accuracy", "test_accuracy", "test_macro_f1", "test_auc")
+# Parameters that may differ between the shards of one attack: anything else splits them into separate attacks.
+PER_SHARD_PARAMS = ("shard", "run_id", "batch_size")
+SUCCESS_FILE = "success_matrix.csv"
+TRANSFER_FILE = "transfer.csv"
+
+
+class EvaluateError(ValueError):
+    """An experiment or filter that cannot be evaluated; raised before the evaluate run starts."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateSettings:
+    """Parameters of the `evaluate` entry point (the MLproject declares the same, with the same defaults)."""
+
+    experiment_name: str = ""  # the experiment to compare; empty: the one this run is logged to
+    filter: str = ""  # MLflow filter ANDed to each step's, e.g. "params.dataset = 'pneumoniamnist'"
+
+
+def evaluate(settings: EvaluateSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
+    """Run `evaluate`; returns its run id. The experiment and filter are checked before the run starts."""
+    connect(tracking_uri, experiment)
+    experiment_ids = None  # None: the current experiment
+    if settings.experiment_name:
+        found = mlflow.get_experiment_by_name(settings.experiment_name)
+        if found is None:
+            raise EvaluateError(f"experiment {settings.experiment_name!r} not found in {mlflow.get_tracking_uri()}")
+        experiment_ids = [found.experiment_id]
+    runs = {step: _search(experiment_ids, step, settings.filter) for step in STEPS}
+
+    with start_step_run("evaluate", asdict(settings)) as run:
+        evaluated = settings.experiment_name or mlflow.get_experiment(run.info.experiment_id).name
+        mlflow.set_tag("medadv.evaluated_experiment", evaluated)
+        with tempfile.TemporaryDirectory(prefix="medadv-evaluate-") as downloads:
+            tables, sections = Comparison(Path(downloads)).compare(runs)
+        facts = {
+            "experiment": evaluated,
+            "filter": settings.filter or "(none)",
+            "runs found": ", ".join(f"{len(found)} {step}" for step, found in runs.items()),
+            "evaluated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "evaluate run": run.info.run_id,
+        }
+        with artifact_dir() as folder:
+            (folder / REPORT_FILE).write_text(render_report(f"medadv evaluation: {evaluated}", sections, facts))
+            _write_tables(tables, folder / "tables")
+            _write_figures(sections, folder / "figures")
+        report = mlflow.get_artifact_uri(REPORT_FILE)
+    print(f"report: {report}")  # after MLflow's own end-of-run lines, so it is the last thing printed
+    return str(run.info.run_id)
+
+
+def _search(experiment_ids: list[str] | None, step: str, extra: str) -> list[Run]:
+    """Every run of `step` (any status) matching the user's filter."""
+    query = f"tags.`{STEP_TAG}` = '{step}'" + (f" and {extra}" if extra.strip() else "")
+    try:
+        return list(mlflow.search_runs(experiment_ids, filter_string=query, output_format="list"))
+    except MlflowException as error:
+        raise EvaluateError(f"filter {extra!r} is not usable: {error.message.splitlines()[0]}") from None
+
+
+def _float(text: str | None) -> float:
+    """A numeric parameter, NaN where it is absent or not a number (an attack without eps)."""
+    try:
+        return float(text) if text is not None else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _describe(run: Run) -> dict[str, object]:
+    """The columns that say which attack a run is, and its label in matrices: attack[ metric]@eps [target t]."""
+    params = run.data.params
+    eps = _float(params.get("eps"))
+    target = params.get("target", "None")
+    target = "" if target == "None" else target
+    label = params.get("attack", "")
+    if "metric" in params:  # ECGadv Type I's distance
+        label += f" {params['metric']}"
+    if math.isfinite(eps):
+        label += f"@{eps:g}"
+    if target:
+        label += f" target {target}"
+    keys = ("model", "dataset", "split", "attack")
+    engine = run.data.tags.get("medadv.engine", "")  # the engine that ran, not the (possibly empty) parameter
+    return {key: params.get(key, "") for key in keys} | {"engine": engine, "eps": eps, "target": target, "label": label}
+
+
+@dataclass
+class Ledger:
+    """What could not be compared, and why: the report's "missing" and "skipped" tables."""
+
+    missing: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def lack(self, run: Run | None, step: str, kind: str, name: str) -> None:
+        self.missing.append({"run_id": run.info.run_id if run else "", "step": step, "kind": kind, "name": name})
+
+    def expect(self, run: Run, step: str, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in run.data.metrics:
+                self.lack(run, step, "metric", name)
+
+    def skip(self, run: Run, step: str, reason: str) -> None:
+        self.skipped.append(
+            {"run_id": run.info.run_id, "step": step, "run_name": run.info.run_name or "", "reason": reason}
+        )
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            "missing": pd.DataFrame(self.missing, columns=["run_id", "step", "kind", "name"]),
+            "skipped": pd.DataFrame(self.skipped, columns=["run_id", "step", "run_name", "reason"]),
+        }
+
+
+@dataclass
+class AttackRow:
+    """One attack (a run, or the merged shards of one): its table row, success matrix and transfer rows."""
+
+    row: dict[str, object]
+    success: pd.DataFrame | None = None
+    transfer: pd.DataFrame | None = None
+
+
+class Comparison:
+    """Reads the runs' metrics and artifacts (downloading into `folder`) and builds the tables and figures."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.client = mlflow.MlflowClient()
+        self.ledger = Ledger()
+        self._models: dict[str, keras.Model] = {}
+
+    def compare(self, runs: dict[str, list[Run]]) -> tuple[dict[str, pd.DataFrame], list[Section]]:
+        """Every table (by file name) and the report's sections."""
+        finished = {step: self._finished(step, found) for step, found in runs.items()}
+        for run in finished["train"]:
+            self.ledger.expect(run, "train", TRAIN_METRICS)
+        rows = self.attack_rows(finished["attack"])
+        attacks = attack_table(rows)
+        transfer = transfer_table(rows)
+        models = self.models_table(set(attacks["model"]) | set(transfer["target_model"]))
+        tables = {
+            "attacks": attacks,
+            "robustness": robustness_matrix(attacks, models),
+            "robustness_transfer": transfer_robustness_matrix(transfer),
+            "success_matrices": success_table(rows),
+            "transfer": transfer,
+            "transfer_matrix": transfer_matrix(transfer, models),
+            "heatmaps": self.heatmap_table(finished["gradcam"]),
+            "models": models,
+            **self.ledger.tables(),
+        }
+        return tables, report_sections(tables, rows)
+
+    def _finished(self, step: str, runs: list[Run]) -> list[Run]:
+        for run in runs:
+            if run.info.status != "FINISHED":
+                self.ledger.skip(run, step, f"status {run.info.status}")
+        return [run for run in runs if run.info.status == "FINISHED"]
+
+    def attack_rows(self, runs: list[Run]) -> list[AttackRow]:
+        """One row per unsharded run and one per sharded attack (its shards grouped by parent and parameters)."""
+        groups: dict[tuple[tuple[str, str], ...], list[Run]] = defaultdict(list)
+        rows = []
+        for run in runs:
+            if parse_shard(run.data.params.get("shard", "0/1"))[1] == 1:
+                rows.append(self._single(run))
+            else:
+                key = tuple(sorted((k, v) for k, v in run.data.params.items() if k not in PER_SHARD_PARAMS))
+                groups[key].append(run)
+        return rows + [self._merged(group) for group in groups.values()]
+
+    def _single(self, run: Run) -> AttackRow:
+        """An unsharded run: its logged metrics as they are, its success matrix and transfer table as logged."""
+        self.ledger.expect(run, "attack", [m for m in ATTACK_METRICS if m not in IMAGE_ONLY_METRICS])
+        # Ids are checked for duplicates where shards are joined; within one run the runner keeps them distinct.
+        row = _describe(run) | {"run_id": run.info.run_id, "shards": "1/1", "missing_shards": ""}
+        row["duplicate_ids"] = math.nan
+        row |= {name: run.data.metrics.get(name, math.nan) for name in ATTACK_METRICS}
+        present = {artifact.path for artifact in self.client.list_artifacts(run.info.run_id)}
+        expected = [SUCCESS_FILE] if run.data.tags.get("medadv.targeted") == "true" else []
+        expected += [TRANSFER_FILE] if _transfer_targets(run) else []
+        tables = {}
+        for name in expected:
+            if name in present:
+                local = self.client.download_artifacts(run.info.run_id, name, str(self._folder_for(run)))
+                tables[name] = pd.read_csv(local, index_col=0)
+            else:
+                self.ledger.lack(run, "attack", "artifact", name)
+        return AttackRow(row, tables.get(SUCCESS_FILE), tables.get(TRANSFER_FILE))
+
+    def _merged(self, runs: list[Run]) -> AttackRow:
+        """Shards of one attack joined into one result, its metrics, success matrix and transfer recomputed.
+
+        Of two finished runs of the same shard the newer is used (the older is listed as skipped); each sample
+        id counts once, and the shards not found are listed in the row.
+        """
+        count = parse_shard(runs[0].data.params["shard"])[1]
+        newest: dict[int, Run] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time):
+            index = parse_shard(run.data.params["shard"])[0]
+            if index in newest:
+                self.ledger.skip(newest[index], "attack", f"superseded by run {run.info.run_id} of the same shard")
+            newest[index] = run
+        parts = {index: part for index, run in sorted(newest.items()) if (part := self._result(run)) is not None}
+        first = newest[min(newest)]
+        row = _describe(first) | {
+            "run_id": first.data.params.get("parent_run_id") or first.info.run_id,
+            "shards": f"{len(parts)}/{count}",
+            "missing_shards": ",".join(str(i) for i in range(count) if i not in parts),
+        }
+        row |= dict.fromkeys(ATTACK_METRICS, math.nan) | {"duplicate_ids": math.nan}
+        description = self._data_description(first) if parts else None
+        if description is None:
+            return AttackRow(row)
+        class_names, clip_range = description
+        joined = AttackResult.concatenate([parts[index] for index in sorted(parts)])
+        _, first_of_each = np.unique(joined.ids, return_index=True)
+        result = _take(joined, np.sort(first_of_each))
+        row["duplicate_ids"] = len(joined) - len(result)
+        row |= {k: v for k, v in summarize(result, clip_range, class_names).items() if k in ATTACK_METRICS}
+        success = success_matrix(result, class_names) if (result.y_target >= 0).any() else None
+        return AttackRow(row, success, self._transfer(first, result))
+
+    def _folder_for(self, run: Run) -> Path:
+        folder = self.folder / run.info.run_id
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def _result(self, run: Run) -> AttackResult | None:
+        try:
+            local = self.client.download_artifacts(run.info.run_id, RESULT_FILE, str(self._folder_for(run)))
+        except (MlflowException, OSError):
+            self.ledger.lack(run, "attack", "artifact", RESULT_FILE)
+            return None
+        return AttackResult.load(Path(local))
+
+    def _data_description(self, run: Run) -> tuple[tuple[str, ...], tuple[float, float]] | None:
+        """Class names and valid range of the attacked data, which `summarize` needs: read from the data set."""
+        params = run.data.params
+        name = params.get("dataset", "")
+        try:
+            options = loader_options(name, params.get("data_options", ""))
+            data = load_dataset(name, params.get("data_dir", ""), params.get("split", "test"), **options)
+        except ValueError as error:
+            self.ledger.lack(run, "attack", "data set", f"{name}: {error}")
+            return None
+        return data.class_names, data.clip_range
+
+    def _transfer(self, run: Run, result: AttackResult) -> pd.DataFrame | None:
+        """transfer.csv recomputed on the joined shards: rates do not add up across shards, predictions do."""
+        rows = {}
+        for uri in _transfer_targets(run):
+            try:
+                if uri not in self._models:
+                    self._models[uri] = load_model(uri)
+            except ModelError as error:
+                self.ledger.lack(run, "attack", "transfer target", f"{uri}: {error}")
+                continue
+            model = self._models[uri]
+            rows[uri] = transfer_metrics(result, predict(model, result.x), predict(model, result.x_adv))
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model") if rows else None
+
+    def heatmap_table(self, runs: list[Run]) -> pd.DataFrame:
+        """Mean heatmap metrics over the gradcam runs of each (model, attack, eps, method); clean-only runs left out."""
+        rows = []
+        for run in runs:
+            if "medadv.attack_run_id" not in run.data.tags:
+                continue  # maps of clean inputs only: nothing to compare
+            iou = f"iou_top{_float(run.data.params.get('iou_top_percent')):g}_mean"
+            self.ledger.expect(run, "gradcam", (*HEATMAP_METRICS, iou))
+            row: dict[str, object] = {key: run.data.params.get(key, "") for key in ("model", "attack", "method")}
+            row["eps"] = _float(run.data.params.get("eps"))
+            rows.append(row | {k: v for k, v in run.data.metrics.items() if k in HEATMAP_METRICS or k == iou})
+        keys = ["model", "attack", "eps", "method"]
+        if not rows:
+            return pd.DataFrame(columns=[*keys, "runs", *HEATMAP_METRICS])
+        table = pd.DataFrame(rows)
+        grouped = table.groupby(keys, dropna=False, sort=True)
+        return grouped.size().rename("runs").to_frame().join(grouped.mean(numeric_only=True)).reset_index()
+
+    def models_table(self, uris: Iterable[str]) -> pd.DataFrame:
+        """Each attacked or transfer-target model with its training run's facts (aliases resolved as they are now)."""
+        rows = []
+        for uri in sorted(uris):
+            version, run = self._train_run(uri)
+            if run is None:
+                self.ledger.lack(None, "train", "train run", uri)
+                rows.append({"model": uri})
+                continue
+            facts = run.data.tags | run.data.params | (version.tags if version else {})
+            rows.append(
+                {
+                    "model": uri,
+                    "version": f"{version.name}/{version.version}" if version else "",
+                    "train_run_id": run.info.run_id,
+                    "training_method": facts.get("training_method", ""),
+                    "dataset": facts.get("dataset", ""),
+                    "arch": facts.get("arch", ""),
+                }
+                | {name: run.data.metrics.get(name, math.nan) for name in TRAIN_METRICS}
+            )
+        columns = ["model", "version", "train_run_id", "training_method", "dataset", "arch", *TRAIN_METRICS]
+        return pd.DataFrame(rows, columns=columns).set_index("model")
+
+    def _train_run(self, uri: str) -> tuple[ModelVersion | None, Run | None]:
+        """The registered version (for models:/ URIs) and the run that logged the model; None where unknown."""
+        registered = re.fullmatch(r"models:/([^/@]+)(?:@(.+)|/(\d+))", uri)
+        logged = re.fullmatch(r"runs:/([0-9a-f]+)/.*", uri)
+        try:
+            if registered:
+                name, alias, number = registered.groups()
+                version = (
+                    self.client.get_model_version_by_alias(name, alias)
+                    if alias
+                    else self.client.get_model_version(name, number)
+                )
+                return version, self.client.get_run(version.run_id) if version.run_id else None
+            if logged:
+                return None, self.client.get_run(logged[1])
+        except MlflowException:
+            pass
+        return None, None
+
+
+_ATTACK_COLUMNS = [
+    "run_id", "model", "dataset", "split", "attack", "engine", "eps", "target", "label",
+    "shards", "missing_shards", "duplicate_ids", *ATTACK_METRICS,
+]  # fmt: skip
+
+
+def attack_table(rows: list[AttackRow]) -> pd.DataFrame:
+    """One row per attack, indexed by run id (the parent run's for merged shards)."""
+    table = pd.DataFrame([a.row for a in rows], columns=_ATTACK_COLUMNS).set_index("run_id")
+    return table.sort_values(["model", "attack", "target", "eps"], kind="stable")
+
+
+def transfer_table(rows: list[AttackRow]) -> pd.DataFrame:
+    """transfer.csv of every attack with transfer targets, one row per (attack, target model)."""
+    frames = [
+        a.transfer.reset_index().assign(run_id=a.row["run_id"], source_model=a.row["model"], label=a.row["label"])
+        for a in rows
+        if a.transfer is not None
+    ]
+    return _concat(frames, ["run_id", "source_model", "label", "target_model"]).set_index("run_id")
+
+
+def success_table(rows: list[AttackRow]) -> pd.DataFrame:
+    """Every targeted attack's source x target success matrix, in long form."""
+    frames = [
+        a.success.rename_axis(index="source", columns="target").stack(future_stack=True).rename("success_rate")
+        .reset_index()
+        .assign(run_id=a.row["run_id"], model=a.row["model"], label=a.row["label"])
+        for a in rows
+        if a.success is not None
+    ]  # fmt: skip
+    return _concat(frames, ["run_id", "model", "label", "source", "target", "success_rate"]).set_index("run_id")
+
+
+def robustness_matrix(attacks: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """Models (rows) x attack@eps (columns) of robust accuracy, after a first column of clean test accuracy.
+
+    Robust accuracy is the attack runs' (white-box, against the model itself), averaged where several runs
+    share a cell. As in RobustBench's tables, the clean accuracy beside it says what the attack took away.
+    """
+    if attacks.empty:
+        return pd.DataFrame()
+    matrix = attacks.pivot_table(index="model", columns="label", values="robust_accuracy", aggfunc="mean", dropna=False)
+    matrix.insert(0, "clean_test_accuracy", models["test_accuracy"].reindex(matrix.index).to_numpy())
+    return matrix
+
+
+def transfer_robustness_matrix(transfer: pd.DataFrame) -> pd.DataFrame:
+    """Target models (rows) x attacks crafted on a source (columns) of accuracy on those adversarial inputs.
+
+    DeepCustom's robustness evaluation: adversarial test sets crafted once against the original victim and
+    replayed on every (robust) model.
+    """
+    if transfer.empty:
+        return pd.DataFrame()
+    crafted = (transfer["label"] + " on " + transfer["source_model"]).rename("crafted")
+    return transfer.pivot_table(
+        index="target_model", columns=crafted, values="adversarial_accuracy", aggfunc="mean", dropna=False
+    )
+
+
+def transfer_matrix(transfer: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """Source model and attack (rows) x target model (columns) of transfer success rate, with the source's clean
+    test AUC beside it (a broken source, AUC near 0.5, makes its transfer rates meaningless)."""
+    if transfer.empty:
+        return pd.DataFrame()
+    matrix = transfer.pivot_table(
+        index=["source_model", "label"], columns="target_model", values="transfer_success_rate", aggfunc="mean",
+        dropna=False,
+    )  # fmt: skip
+    matrix["source_clean_auc"] = models["test_auc"].reindex(matrix.index.get_level_values("source_model")).to_numpy()
+    return matrix
+
+
+def _transfer_targets(run: Run) -> list[str]:
+    return run.data.params.get("transfer_to", "").split()
+
+
+def _take(result: AttackResult, index: np.ndarray) -> AttackResult:
+    return AttackResult(**{f.name: getattr(result, f.name)[index] for f in fields(result)})
+
+
+def _concat(frames: list[pd.DataFrame], first: list[str]) -> pd.DataFrame:
+    """Frames stacked with the `first` columns first; an empty table with those columns when there are none."""
+    if not frames:
+        return pd.DataFrame(columns=first)
+    table = pd.concat(frames, ignore_index=True)
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def report_sections(tables: dict[str, pd.DataFrame], rows: list[AttackRow]) -> list[Section]:
+    """The report's headings in reading order, each with its tables and figures (none where nothing to draw)."""
+    attacks, robustness, transferred = tables["attacks"], tables["robustness"], tables["robustness_transfer"]
+    transfers = tables["transfer_matrix"]
+    curves = {}
+    if attacks["eps"].notna().any():
+        curves["fooling rate and robust accuracy vs eps"] = eps_curves(
+            attacks, ["fooling_rate", "robust_accuracy"], line=["model", "attack", "target"]
+        )
+    robust = {}
+    if not robustness.empty:
+        robust["white-box robust accuracy"] = matrix_heatmap(robustness, "robust accuracy (first: clean test)")
+    if not transferred.empty:
+        robust["accuracy on transferred adversarial inputs"] = matrix_heatmap(transferred, "accuracy, transferred")
+    success = {
+        f"{a.row['model']} {a.row['label']} (run {a.row['run_id']})": matrix_heatmap(
+            a.success, f"{a.row['model']} {a.row['label']}: success rate"
+        )
+        for a in rows
+        if a.success is not None
+    }
+    transfer = {}
+    if not transfers.empty:
+        rates = transfers.drop(columns="source_clean_auc")
+        rates.index = [f"{source} {label}" for source, label in rates.index]
+        transfer["transfer success rate"] = matrix_heatmap(rates, "transfer success rate (source rows, target columns)")
+    return [
+        Section(
+            title="Attacks",
+            text="One row per attack; the shards of a sharded attack are merged into one row (shards found / "
+            "expected, indices of missing shards, sample ids found more than once and counted once).",
+            tables={"attack runs": attacks},
+            figures=curves,
+        ),
+        Section(
+            title="Robustness matrix",
+            text="Robust accuracy of each model (rows) under each attack@eps (columns), white-box; and, where "
+            "adversarial inputs crafted on one model were replayed on others, each target's accuracy on them.",
+            tables={"white-box": robustness, "transferred": transferred},
+            figures=robust,
+        ),
+        Section(
+            title="Targeted attacks: success by source and target class",
+            text="Share of the samples of each true class (rows) that the attack moved to each target (columns).",
+            figures=success,
+        ),
+        Section(
+            title="Transferability",
+            text="Share of the source-successful adversarial inputs that also fool each target model, with the "
+            "source model's clean test AUC beside it; the per-target detail below, and every model's AUC under Models.",
+            tables={"transfer success rate": transfers, "per target": tables["transfer"]},
+            figures=transfer,
+        ),
+        Section(
+            title="Explanations under attack",
+            text="Grad-CAM heatmap change between clean and adversarial inputs, mean over the runs of each group.",
+            tables={"heatmap metrics": tables["heatmaps"]},
+        ),
+        Section(title="Models", tables={"models and their training runs": tables["models"]}),
+        Section(
+            title="Missing metrics and artifacts",
+            text="Runs that lack a metric or artifact they should have; their cells above are empty.",
+            tables={"missing": tables["missing"]},
+        ),
+        Section(title="Skipped runs", text="Runs not compared, and why.", tables={"skipped": tables["skipped"]}),
+    ]
+
+
+def _write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    folder.mkdir()
+    for name, table in tables.items():
+        table.to_csv(folder / f"{name}.csv")
+        table.to_parquet(folder / f"{name}.parquet")
+
+
+def _write_figures(sections: list[Section], folder: Path) -> None:
+    """The report's figures also as PNG files under figures/ (named after their captions), for MLflow's UI."""
+    folder.mkdir()
+    for section in sections:
+        for caption, figure in section.figures.items():
+            name = re.sub(r"[^0-9A-Za-z]+", "_", caption).strip("_")
+            figure.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
+            plt.close(figure)

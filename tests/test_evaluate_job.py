@@ -1,0 +1,231 @@
+"""The `evaluate` entry point on real attack, gradcam and train runs: shards merged, tables equal to the runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.tracking.evaluate_job import ATTACK_METRICS, EvaluateError, EvaluateSettings, evaluate
+from medadv.tracking.gradcam_job import GradcamSettings, gradcam
+
+EXPERIMENT = "evaluate-tests"  # its own experiment: the report covers exactly the runs made here
+TABLES = (
+    "attacks", "robustness", "robustness_transfer", "success_matrices", "transfer", "transfer_matrix", "heatmaps",
+    "models", "missing", "skipped",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Runs:
+    whole: str  # FGSM eps 0.1 on 12 samples, unsharded, replayed on the registered version
+    parent: str  # the same attack in shards 0/2 and 1/2 under this parent
+    overlap_parent: str  # two "shards" holding the same samples
+    half_parent: str  # FGSM eps 0.2: shard 0/2 finished, shard 1/2 failed
+    failed: str
+    targeted: str  # ECG PGD towards every other class
+    gradcam: str
+    lacking: str  # a finished attack run with only one metric
+    evaluate: str
+    report: str  # what the step printed as the report's location
+    tables: dict[str, pd.DataFrame]
+    html: str
+    figures: list[str]
+
+
+def _fgsm_settings(victims: dict[str, str], victim_version: str, **changes: str) -> AttackSettings:
+    common = {
+        "model": "models:/tiny-pneumonia@candidate", "dataset": "pneumoniamnist", "data_dir": victims["images"],
+        "split": "train", "attack": "fgsm", "attack_params": "eps=0.1", "num_samples": 12,
+        "transfer_to": victim_version,
+    }  # fmt: skip
+    return AttackSettings(**(common | changes))  # type: ignore[arg-type]
+
+
+def _logged_run(
+    client: mlflow.MlflowClient,
+    experiment_id: str,
+    params: dict[str, str],
+    *,
+    status: str = "FINISHED",
+    metrics: dict[str, float] | None = None,
+    artifact: str | None = None,
+) -> str:
+    """An attack run written directly, for what the entry point never leaves behind (failures, launcher bugs)."""
+    run_id = client.create_run(experiment_id, tags={"medadv.step": "attack"}).info.run_id
+    client.log_batch(
+        run_id,
+        params=[mlflow.entities.Param(key, value) for key, value in params.items()],
+        metrics=[mlflow.entities.Metric(key, value, 0, 0) for key, value in (metrics or {}).items()],
+    )
+    if artifact:
+        client.log_artifact(run_id, artifact)
+    client.set_terminated(run_id, status=status)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    client = mlflow.MlflowClient(tracking_server)
+    mlflow.set_tracking_uri(tracking_server)
+    experiment_id = mlflow.set_experiment(EXPERIMENT).experiment_id
+    version = client.get_model_version_by_alias("tiny-pneumonia", "candidate").version
+    victim_version = f"models:/tiny-pneumonia/{version}"
+
+    def parent_run() -> str:  # what a sweep launcher creates: an empty run the shards point at
+        run_id = client.create_run(experiment_id, run_name="sweep").info.run_id
+        client.set_terminated(run_id)
+        return run_id
+
+    whole = attack(_fgsm_settings(victims, victim_version), tracking_server, EXPERIMENT)
+    parent = parent_run()
+    for shard in ("0/2", "1/2"):
+        settings = _fgsm_settings(victims, victim_version, shard=shard, parent_run_id=parent)
+        attack(settings, tracking_server, EXPERIMENT)
+    # Two "shards" that both hold every sample (a launcher bug): each id must count once.
+    overlap_parent = parent_run()
+    whole_params = client.get_run(whole).data.params
+    whole_npz = client.download_artifacts(whole, "attack_result.npz", str(tmp_path_factory.mktemp("whole")))
+    for shard in ("0/2", "1/2"):
+        params = whole_params | {"shard": shard, "parent_run_id": overlap_parent}
+        _logged_run(client, experiment_id, params, artifact=whole_npz)
+    # Shard 0/2 finished, its sibling 1/2 (same parameters) failed.
+    half_parent = parent_run()
+    half = _fgsm_settings(victims, "", attack_params="eps=0.2", shard="0/2", parent_run_id=half_parent)
+    half_params = client.get_run(attack(half, tracking_server, EXPERIMENT)).data.params
+    failed = _logged_run(client, experiment_id, half_params | {"shard": "1/2"}, status="FAILED")
+    targeted = attack(
+        AttackSettings(model="models:/tiny-cinc@candidate", dataset="cinc2017", data_dir=victims["ecg"],
+                       data_options="length=600", attack="pgd", num_samples=2,
+                       attack_params="eps=1.0,eps_step=0.25,max_iter=5,target=-1"),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    gradcam_run = gradcam(GradcamSettings(attack_run_id=whole), tracking_server, EXPERIMENT)
+    lacking = _logged_run(
+        client, experiment_id, {"model": "models:/tiny-pneumonia@candidate", "attack": "fgsm", "eps": "0.3"},
+        metrics={"fooling_rate": 0.5},
+    )  # fmt: skip
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        evaluate_id = evaluate(EvaluateSettings(), tracking_server, EXPERIMENT)
+    local = Path(client.download_artifacts(evaluate_id, "", str(tmp_path_factory.mktemp("evaluate"))))
+    return Runs(
+        whole=whole, parent=parent, overlap_parent=overlap_parent, half_parent=half_parent, failed=failed,
+        targeted=targeted, gradcam=gradcam_run, lacking=lacking, evaluate=evaluate_id,
+        report=printed.getvalue().strip().splitlines()[-1],
+        tables={name: pd.read_parquet(local / "tables" / f"{name}.parquet") for name in TABLES},
+        html=(local / "report.html").read_text(),
+        figures=sorted(path.name for path in (local / "figures").iterdir()),
+    )  # fmt: skip
+
+
+def test_merged_shards_give_the_unsharded_runs_metrics_with_no_sample_twice(runs: Runs, tracking_server: str) -> None:
+    attacks = runs.tables["attacks"]
+    merged, whole = attacks.loc[runs.parent], attacks.loc[runs.whole]
+    assert (merged["shards"], merged["missing_shards"], merged["duplicate_ids"]) == ("2/2", "", 0)
+    assert merged["num_samples"] == whole["num_samples"] == 12
+    assert whole["fooling_rate"] > 0  # so the transfer rates below are numbers, not NaN
+    for name in ATTACK_METRICS:
+        if name != "seconds_per_sample":  # wall time differs between runs
+            assert merged[name] == pytest.approx(whole[name], rel=1e-6), name
+    overlapping = attacks.loc[runs.overlap_parent]
+    assert (overlapping["shards"], overlapping["duplicate_ids"], overlapping["num_samples"]) == ("2/2", 12, 12)
+    assert overlapping["robust_accuracy"] == whole["robust_accuracy"]
+    # transfer.csv recomputed from the joined shards equals the unsharded run's.
+    transfer = runs.tables["transfer"]
+    columns = ["transfer_success_rate", "clean_accuracy", "adversarial_accuracy", "confidence_mean"]
+    np.testing.assert_allclose(transfer.loc[[runs.parent], columns], transfer.loc[[runs.whole], columns], rtol=1e-6)
+
+
+def test_every_table_matches_the_runs_logged_metrics_and_artifacts(runs: Runs, tracking_server: str) -> None:
+    client = mlflow.MlflowClient(tracking_server)
+    attacks = runs.tables["attacks"]
+    for run_id in (runs.whole, runs.targeted):
+        logged = client.get_run(run_id).data.metrics
+        row = attacks.loc[run_id]
+        assert {name: row[name] for name in logged if name in ATTACK_METRICS} == {
+            name: value for name, value in logged.items() if name in ATTACK_METRICS
+        }
+    assert attacks.loc[runs.whole, "label"] == "fgsm@0.1"
+
+    robustness = runs.tables["robustness"]
+    whole_robust = client.get_run(runs.whole).data.metrics["robust_accuracy"]
+    assert robustness.loc["models:/tiny-pneumonia@candidate", "fgsm@0.1"] == pytest.approx(whole_robust)
+    train_run = client.get_model_version_by_alias("tiny-cinc", "candidate").run_id
+    train_metrics = client.get_run(train_run).data.metrics
+    assert robustness.loc["models:/tiny-cinc@candidate", "clean_test_accuracy"] == train_metrics["test_accuracy"]
+    assert runs.tables["models"].loc["models:/tiny-cinc@candidate", "test_auc"] == pytest.approx(
+        train_metrics["test_auc"], nan_ok=True
+    )
+
+    logged_matrix = pd.read_csv(client.download_artifacts(runs.targeted, "success_matrix.csv"), index_col=0)
+    long = runs.tables["success_matrices"].loc[runs.targeted]
+    assert long.pivot(index="source", columns="target", values="success_rate").equals(
+        logged_matrix.rename_axis(index="source", columns="target")
+    )
+
+    logged_transfer = pd.read_csv(client.download_artifacts(runs.whole, "transfer.csv"), index_col=0)
+    target = logged_transfer.index[0]
+    matrix = runs.tables["transfer_matrix"]  # indexed by (source_model, label)
+    assert matrix.loc[("models:/tiny-pneumonia@candidate", "fgsm@0.1"), target] == pytest.approx(
+        logged_transfer.loc[target, "transfer_success_rate"]
+    )  # the mean of the unsharded and the merged run, which are equal
+
+    heatmaps = runs.tables["heatmaps"].set_index(["model", "attack", "eps", "method"])
+    logged_heat = client.get_run(runs.gradcam).data.metrics
+    row = heatmaps.loc[("models:/tiny-pneumonia@candidate", "fgsm", 0.1, "gradcam")]
+    assert row["runs"] == 1
+    assert row["dssim_mean"] == logged_heat["dssim_mean"] and row["iou_top20_mean"] == logged_heat["iou_top20_mean"]
+
+
+def test_missing_metrics_missing_shards_and_failed_runs_are_listed(runs: Runs) -> None:
+    missing = runs.tables["missing"]
+    lacking = set(missing.loc[missing["run_id"] == runs.lacking, "name"])
+    assert {"robust_accuracy", "clean_accuracy", "num_samples"} <= lacking and "fooling_rate" not in lacking
+    assert np.isnan(runs.tables["attacks"].loc[runs.lacking, "robust_accuracy"])
+    assert runs.tables["attacks"].loc[runs.lacking, "fooling_rate"] == 0.5
+    assert not set(missing["run_id"]) & {runs.whole, runs.targeted, runs.gradcam}
+
+    half = runs.tables["attacks"].loc[runs.half_parent]
+    assert (half["shards"], half["missing_shards"]) == ("1/2", "1")
+    skipped = runs.tables["skipped"].set_index("run_id")
+    assert skipped.loc[runs.failed, "reason"] == "status FAILED"
+
+
+def test_the_report_embeds_every_figure_and_its_location_is_printed(runs: Runs, tracking_server: str) -> None:
+    embedded = re.findall(r'src="data:image/png;base64,', runs.html)
+    # eps curves, white-box and transferred robustness, one success matrix, the transfer matrix
+    assert len(embedded) == len(runs.figures) == 5
+    assert not re.search(r'src="(?!data:)', runs.html)
+    for heading in ("Attacks", "Robustness matrix", "Transferability", "Missing metrics and artifacts"):
+        assert f"<h2>{heading}</h2>" in runs.html
+    assert runs.report.startswith("report: ") and runs.report.endswith(f"{runs.evaluate}/artifacts/report.html")
+    run = mlflow.MlflowClient(tracking_server).get_run(runs.evaluate)
+    assert run.data.tags["medadv.step"] == "evaluate" and run.data.tags["medadv.evaluated_experiment"] == EXPERIMENT
+
+
+def test_a_filter_narrows_the_runs_and_bad_input_fails_before_any_run(runs: Runs, tracking_server: str) -> None:
+    client = mlflow.MlflowClient(tracking_server)
+    run_id = evaluate(EvaluateSettings(filter="params.attack = 'pgd'"), tracking_server, EXPERIMENT)
+    path = client.download_artifacts(run_id, "tables/attacks.parquet")
+    assert list(pd.read_parquet(path).index) == [runs.targeted]
+
+    before = len(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id]))
+    cases = [
+        (EvaluateSettings(experiment_name="nope"), "experiment 'nope' not found"),
+        (EvaluateSettings(filter="params.attack ~ 'pgd'"), "filter \"params.attack ~ 'pgd'\" is not usable"),
+    ]
+    for settings, message in cases:
+        with pytest.raises(EvaluateError) as error:
+            evaluate(settings, tracking_server, EXPERIMENT)
+        assert message in str(error.value) and "\n" not in str(error.value)
+    assert len(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])) == before
