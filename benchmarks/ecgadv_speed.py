@@ -1,18 +1,20 @@
 """How close batched ECGadv Type I gets to the bare cost of its gradient passes, and what batching buys.
 
-A small ECG ResNet, synthetic CinC-like records (z-scored, zero-padded as the loader does), Type I on a
-reduced iteration budget (the study's settings otherwise), 256 records streamed through 64 lanes (a
-batch of 64: a lane whose step ends takes the next step or record). Prints
-  (a) ratio_to_fwdbwd = batched attack seconds per sample-iteration / bare forward+backward seconds per
-      sample in a batch of the same size (target <= 1.3; a sample that stops early stops costing, so
-      only the sample-iterations actually run are counted)
-  (b) speedup_vs_one_at_a_time = seconds per sample-iteration attacking one record at a time (as the
-      study did) / the same in the batch (target >= 10)
-Times exclude tracing (a warm-up call first); the bare pass is the fastest of repeats taken before
-and after the attack, as the machine is shared. The speed-up cannot exceed what batching saves on
-the passes themselves (the bare pass of one record / per sample in the batch), printed alongside.
-`--full-size` instead estimates seconds per targeted attack for the 34-layer
-ResNet: seconds per sample-iteration in a batch, measured on a few iterations, x the 5 x 1000 budget.
+A small untrained ECG ResNet, synthetic CinC-like records (z-scored and zero-padded as the loader
+does), Type I smooth_l2 on a reduced iteration budget (the study's settings otherwise), 256 records
+streamed through 64 lanes (a batch of 64: a lane whose binary-search step ends takes the next step
+or record). Prints
+  (a) ratio_to_fwdbwd = attack seconds per sample-iteration / bare forward+backward seconds per sample
+      in a batch of 64 (target <= 1.3). Only the sample-iterations actually run count, so records that
+      stop early must stop costing; the end of the run, when too few records are left to fill the
+      lanes, is included. CPU seconds of this process: on a shared machine the wall time of one long
+      run and of a short pass see different loads, CPU time much less so.
+  (b) speedup_vs_one_at_a_time = wall seconds per sample-iteration attacking one record at a time (as
+      the study did) / the same in the batch (target >= 10). It cannot exceed what batching saves on
+      the passes themselves (the bare pass of one record / per sample in a batch), printed alongside.
+Tracing is excluded (a warm-up call first); bare passes are the fastest of a few repeats.
+`--full-size` instead estimates seconds per targeted attack for the 34-layer ResNet: wall seconds per
+sample-iteration in a batch, measured on a few iterations, x the study's 5 x 1000 iteration budget.
 """
 
 from __future__ import annotations  # noqa: I001  (medadv must come before keras: it picks the backend)
@@ -20,6 +22,7 @@ from __future__ import annotations  # noqa: I001  (medadv must come before keras
 import argparse
 import os
 import time
+from collections.abc import Callable
 
 import medadv  # noqa: F401
 import keras
@@ -44,8 +47,15 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}"
 
 
-def forward_backward_seconds(model: keras.Model, x: np.ndarray, repeats: int) -> float:
-    """Fastest time of one compiled input-gradient pass over the batch `x`."""
+def timed(run: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def forward_backward(model: keras.Model, x: np.ndarray, repeats: int) -> tuple[float, float]:
+    """Fastest (wall, CPU) seconds per sample of one compiled input-gradient pass over the batch `x`."""
     logits, x_tf = logits_model(model), tf.constant(x)
 
     def input_gradient() -> tf.Tensor:
@@ -54,43 +64,16 @@ def forward_backward_seconds(model: keras.Model, x: np.ndarray, repeats: int) ->
             total = tf.reduce_sum(logits(x_tf, training=False))
         return tape.gradient(total, x_tf)
 
-    forward_backward = tf.function(input_gradient)
-    forward_backward().numpy()
-    best = np.inf
-    for _ in range(repeats):
-        began = time.perf_counter()
-        forward_backward().numpy()
-        best = min(best, time.perf_counter() - began)
-    return best
+    compiled = tf.function(input_gradient)
+    compiled().numpy()
+    times = np.array([timed(lambda: compiled().numpy()) for _ in range(repeats)])
+    return times[:, 0].min() / len(x), times[:, 1].min() / len(x)
 
 
-def seconds_per_sample_iteration(attack: ECGadvTypeI, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    """Wall time of one `generate` call divided by the sample-iterations it ran."""
-    target = (y + 1) % len(CLASS_NAMES)
-    began = time.perf_counter()
-    attack.generate(x, y, target)
-    return (time.perf_counter() - began) / attack.iterations_run, attack.iterations_run
-
-
-def full_size(batch: int, iterations: int) -> None:
-    keras.utils.set_random_seed(0)
-    model = build_model("ecg_resnet", (9000, 1), len(CLASS_NAMES))
-    x, y = records(batch, 9000)
-    config = ECGadvTypeIConfig(metric="smooth_l2", max_iterations=iterations, binary_search_steps=1, abort_early=False)
-    attack = ECGadvTypeI(model, config, batch_size=batch)
-    attack.generate(x[:1], y[:1], (y[:1] + 1) % 4)  # trace
-    per_iteration, _ = seconds_per_sample_iteration(attack, x, y)
-    pass_per_sample = forward_backward_seconds(model, x, repeats=2) / batch
-    budget = ECGadvTypeIConfig().binary_search_steps * ECGadvTypeIConfig().max_iterations
-    print(f"ecg_resnet 34 layers (untrained), 9000 samples, batch {batch}, {iterations} iterations, {machine()}")
-    print(f"bare forward+backward: {1000 * pass_per_sample:.1f} ms per sample")
-    print(f"Type I: {1000 * per_iteration:.1f} ms per sample-iteration")
-    print(f"estimate: {per_iteration * budget:.0f} s per targeted attack at the full {budget}-iteration budget")
-    print("(an upper bound: early stopping ends most binary-search steps sooner)")
-    print(
-        f"RESULT full_size_seconds_per_attack={per_iteration * budget:.1f} ms_per_sample_iteration="
-        f"{1000 * per_iteration:.2f} fwdbwd_ms_per_sample={1000 * pass_per_sample:.2f}"
-    )
+def attack_per_sample_iteration(attack: ECGadvTypeI, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `generate` call per sample-iteration it ran."""
+    wall, cpu = timed(lambda: attack.generate(x, y, (y + 1) % len(CLASS_NAMES)))
+    return wall / attack.iterations_run, cpu / attack.iterations_run
 
 
 def small(quick: bool) -> None:
@@ -102,27 +85,53 @@ def small(quick: bool) -> None:
     config = ECGadvTypeIConfig(metric="smooth_l2", max_iterations=iterations, binary_search_steps=steps)
     attack = ECGadvTypeI(model, config, batch_size=lanes)
     attack.generate(x[:1], y[:1], (y[:1] + 1) % 4)  # trace once; later calls reuse the graph for any batch
-    pass_before = forward_backward_seconds(model, x[:lanes], repeats=3) / lanes
-    batched, run = seconds_per_sample_iteration(attack, x, y)
-    one_at_a_time = [seconds_per_sample_iteration(attack, x[i : i + 1], y[i : i + 1])[0] for i in range(singles)]
-    pass_per_sample = min(pass_before, forward_backward_seconds(model, x[:lanes], repeats=3) / lanes)
-    pass_alone = forward_backward_seconds(model, x[:1], repeats=5)
-    single = float(np.median(one_at_a_time))
-    ratio, speedup = batched / pass_per_sample, single / batched
+    batched = attack_per_sample_iteration(attack, x, y)
+    run = attack.iterations_run
+    each = [attack_per_sample_iteration(attack, x[i : i + 1], y[i : i + 1]) for i in range(singles)]
+    alone = (float(np.median([t[0] for t in each])), float(np.median([t[1] for t in each])))
+    in_batch, single_pass = forward_backward(model, x[:lanes], repeats=5), forward_backward(model, x[:1], repeats=5)
+    ratio, speedup = batched[1] / in_batch[1], alone[0] / batched[0]
     print(f"ecg_resnet 4 blocks x 16 filters (untrained), {length} samples, {machine()}")
     print(
         f"Type I smooth_l2, {steps} binary-search steps x {iterations} iterations, {count} records through"
         f" {lanes} lanes: {run} sample-iterations run of {count * steps * iterations} (the rest stopped early)"
     )
-    print(f"bare forward+backward: {1000 * pass_per_sample:.2f} ms per sample in a batch of {lanes}")
-    print(f"                       {1000 * pass_alone:.2f} ms for one sample alone")
-    print(f"batched attack:        {1000 * batched:.2f} ms per sample-iteration = {ratio:.2f} x (target <= 1.3)")
+    print("ms per sample(-iteration)            wall    CPU")
+    rows: list[tuple[str, tuple[float, float]]] = [
+        (f"bare pass, batch of {lanes}", in_batch),
+        ("bare pass, one record", single_pass),
+        ("attack, batched", batched),
+        (f"attack, one record (median of {singles})", alone),
+    ]
+    for name, (wall, cpu) in rows:
+        print(f"  {name:<34} {1000 * wall:6.2f} {1000 * cpu:6.2f}")
+    print(f"attack / bare pass (CPU):      {ratio:.2f} x (target <= 1.3; wall {batched[0] / in_batch[0]:.2f} x)")
     print(
-        f"one record at a time:  {1000 * single:.2f} ms per sample-iteration (median of {singles})"
-        f" = {speedup:.1f} x the batched time (target >= 10;"
-        f" the passes alone allow {pass_alone / pass_per_sample:.1f} x here)"
+        f"one at a time / batched (wall): {speedup:.1f} x (target >= 10;"
+        f" the bare passes alone allow {single_pass[0] / in_batch[0]:.1f} x here)"
     )
     print(f"RESULT ratio_to_fwdbwd={ratio:.3f} speedup_vs_one_at_a_time={speedup:.2f}")
+
+
+def full_size(batch: int, iterations: int) -> None:
+    keras.utils.set_random_seed(0)
+    model = build_model("ecg_resnet", (9000, 1), len(CLASS_NAMES))
+    x, y = records(batch, 9000)
+    config = ECGadvTypeIConfig(metric="smooth_l2", max_iterations=iterations, binary_search_steps=1, abort_early=False)
+    attack = ECGadvTypeI(model, config, batch_size=batch)
+    attack.generate(x[:1], y[:1], (y[:1] + 1) % 4)  # trace
+    per_iteration = attack_per_sample_iteration(attack, x, y)[0]
+    pass_per_sample = forward_backward(model, x, repeats=2)[0]
+    budget = ECGadvTypeIConfig().binary_search_steps * ECGadvTypeIConfig().max_iterations
+    print(f"ecg_resnet 34 layers (untrained), 9000 samples, batch {batch}, {iterations} iterations, {machine()}")
+    print(f"bare forward+backward: {1000 * pass_per_sample:.1f} ms per sample (wall)")
+    print(f"Type I smooth_l2: {1000 * per_iteration:.1f} ms per sample-iteration (wall)")
+    print(f"estimate: {per_iteration * budget:.0f} s per targeted attack if all {budget} iterations run")
+    print("(an upper bound: early stopping ends most binary-search steps sooner)")
+    print(
+        f"RESULT full_size_seconds_per_attack={per_iteration * budget:.1f}"
+        f" ms_per_sample_iteration={1000 * per_iteration:.2f} fwdbwd_ms_per_sample={1000 * pass_per_sample:.2f}"
+    )
 
 
 def main() -> None:
