@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from conftest import EXPERIMENT
 from mlflow_server import REPO, run_step
+from test_attacks import EPS, TABLE
 
 from medadv.attacks import AttackError
 from medadv.attacks.result import AttackResult
@@ -149,3 +150,38 @@ def test_unreachable_server_fails_at_start(tmp_path: Path) -> None:
         .splitlines()[-1]
         .startswith("medadv: error: tracking server http://127.0.0.1:9 is unreachable")
     )
+
+
+@pytest.mark.parametrize("victim", ["images", "ecg"])
+@pytest.mark.parametrize(("name", "engine", "settings", "minimum"), TABLE, ids=[f"{n}-{e}" for n, e, _, _ in TABLE])
+def test_every_attack_runs_through_the_entry_point(  # type: ignore[no-untyped-def]
+    victims: dict[str, str],
+    tracking_server: str,
+    tmp_path: Path,
+    victim: str,
+    name: str,
+    engine: str,
+    settings,
+    minimum,
+) -> None:
+    model, dataset, options = {
+        "images": ("models:/tiny-pneumonia@candidate", "pneumoniamnist", ""),
+        "ecg": ("models:/tiny-cinc@candidate", "cinc2017", "length=600"),
+    }[victim]
+    params = ",".join(
+        f"{key}={value}" for key, value in settings(EPS["image" if victim == "images" else "ecg"]).items()
+    )
+    run = AttackSettings(
+        model=model, dataset=dataset, data_dir=victims[victim], data_options=options, split="train",
+        attack=name, engine=engine, attack_params=params, num_samples=3,
+    )  # fmt: skip
+    if minimum[0 if victim == "images" else 1] is None:  # refused for this kind of input, before any run
+        with pytest.raises(AttackError):
+            attack(run, tracking_server, EXPERIMENT)
+        return
+    run_id = attack(run, tracking_server, EXPERIMENT)
+    result, table = _artifacts(run_id, tmp_path)
+    logged = mlflow.MlflowClient(tracking_server).get_run(run_id)
+    assert logged.info.status == "FINISHED" and logged.data.tags["medadv.engine"] == engine
+    assert logged.data.metrics["num_samples"] == len(result) == len(table) == 3
+    assert logged.data.metrics["fooling_rate"] == pytest.approx(np.mean(result.y_adv != result.y_clean))

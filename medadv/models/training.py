@@ -81,6 +81,7 @@ def fit_victim(
     )
     return model.fit(
         batches(train, config, shuffle=True, mixup_alpha=config.mixup_alpha),
+        shuffle=False,  # batches() already shuffles, with the seed
         validation_data=batches(validation, config) if len(validation) else None,
         epochs=config.epochs,
         callbacks=[StopOnDivergence(), ValidationScores(validation, config.batch_size), *(callbacks or [])],

@@ -1,0 +1,64 @@
+"""Transfer across conditions on NIH chest X-rays: pneumothorax-model adversarials replayed on a cardiomegaly model."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from medadv.data import nih
+from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.tracking.evaluate_job import EvaluateSettings, evaluate
+from medadv.tracking.train_job import TrainSettings, train
+
+EXPERIMENT = "test-transfer"
+REAL_IMAGES = {"00000001_000.png", "00027426_000.png"}  # Cardiomegaly, No Finding
+
+
+def nih_set(root: Path, task: str, shared: Path) -> Path:
+    """A generated set in the NIH layout for `task`, plus the two real NIH images and their metadata rows."""
+    nih.write_synthetic(root, task=task, patients=30, images_per_patient=3)
+    for name in REAL_IMAGES:
+        shutil.copy(shared / "nih" / name, root / "images_001" / "images" / name)
+    with gzip.open(shared / "nih" / "Data_Entry_2017_v2020.csv.gz") as handle:
+        real = pd.read_csv(handle)
+    table = root / "Data_Entry_2017_v2020.csv"
+    pd.concat([pd.read_csv(table), real[real["Image Index"].isin(REAL_IMAGES)]]).to_csv(table, index=False)
+    return root
+
+
+@pytest.mark.slow
+def test_transfer_matrix_between_two_conditions_with_clean_aucs(
+    shared_data: Path, tracking_server: str, tmp_path: Path
+) -> None:
+    roots = {task: nih_set(tmp_path / task, task, shared_data) for task in ("pneumothorax", "cardiomegaly")}
+    for task, root in roots.items():
+        train(
+            TrainSettings(dataset=f"nih_{task}", data_dir=str(root), data_options="image_size=64", arch="small_cnn",
+                          arch_options="width=8", epochs=6, learning_rate=3e-3, model_name=f"nih-{task}"),
+            tracking_server, EXPERIMENT,
+        )  # fmt: skip
+    attack_run = attack(
+        AttackSettings(model="models:/nih-pneumothorax@candidate", dataset="nih_pneumothorax",
+                       data_dir=str(roots["pneumothorax"]), data_options="image_size=64", split="all",
+                       attack="pgd", attack_params="eps=0.1,eps_step=0.02,max_iter=10", num_samples=16,
+                       transfer_to="models:/nih-cardiomegaly@candidate"),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    client = mlflow.MlflowClient(tracking_server)
+    transfer = pd.read_csv(client.download_artifacts(attack_run, "transfer.csv", str(tmp_path)), index_col=0)
+    assert list(transfer.index) == ["models:/nih-cardiomegaly@candidate"]
+    row = transfer.iloc[0]
+    assert 0 <= row["transfer_success_rate"] <= 1 and np.isfinite(row["clean_auc"])
+    assert row["confidence_ci95_low"] <= row["confidence_mean"] <= row["confidence_ci95_high"]
+
+    report = evaluate(EvaluateSettings(), tracking_server, EXPERIMENT)
+    matrix = pd.read_csv(client.download_artifacts(report, "tables/transfer_matrix.csv", str(tmp_path)))
+    assert matrix.loc[0, "models:/nih-cardiomegaly@candidate"] == pytest.approx(row["transfer_success_rate"])
+    source_run = client.get_model_version_by_alias("nih-pneumothorax", "candidate").run_id
+    assert matrix.loc[0, "source_clean_auc"] == pytest.approx(client.get_run(source_run).data.metrics["test_auc"])
