@@ -23,11 +23,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_server(root: Path, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
-    """Start a server with a SQLite store and served artifacts under `root`; yield its URL."""
-    port = free_port()
+def mlflow_server(root: Path, extra_args: tuple[str, ...] = (), port: int | None = None) -> Iterator[str]:
+    """Start a server with a SQLite store and served artifacts under `root`; yield its URL.
+
+    `port` (default: a free one) lets a test restart a server where its clients expect it.
+    """
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (root / "server.log").open("w")
+    log = (root / "server.log").open("a")  # a restarted server's log follows the first one's
     command = [
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
@@ -88,9 +91,19 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
+def step_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a step subprocess, less the experiment and run that in-process
+    `mlflow.set_experiment` / `start_run` export (a user's shell would not carry them)."""
+    inherited = {key: value for key, value in os.environ.items() if key not in MLFLOW_SESSION_ENV}
+    return inherited | extra
+
+
+MLFLOW_SESSION_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+
+
 def run_step(script: str, *args: str, tracking_uri: str, cwd: Path, timeout: float = 600):  # type: ignore[no-untyped-def]
     """Run `steps/<script>` as a user would, against `tracking_uri`; returns the CompletedProcess."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MEDADV_HOME": str(cwd / ".medadv")}
+    env = step_env(MLFLOW_TRACKING_URI=tracking_uri, MEDADV_HOME=str(cwd / ".medadv"))
     return subprocess.run(
         [sys.executable, str(REPO / "steps" / script), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow_server import REPO, free_port, stop_process_group
+from mlflow_server import REPO, free_port, step_env, stop_process_group
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_SUPERUSER = "medadv"
@@ -95,7 +95,7 @@ class ProductionStack:
         self, script: str, *args: str, cwd: Path, credentials: Credentials | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """Run `steps/<script>` as a worker would: tracking URI and credentials (default: `user`), nothing else."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith(CREDENTIAL_ENV)}
+        env = {key: value for key, value in step_env().items() if not key.startswith(CREDENTIAL_ENV)}
         env |= {"MLFLOW_TRACKING_URI": self.url, "MEDADV_HOME": str(cwd / ".medadv")}
         env |= (credentials or self.user).env()
         return subprocess.run(

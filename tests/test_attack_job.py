@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import EXPERIMENT
-from mlflow_server import REPO, run_step
+from mlflow_server import REPO, run_step, step_env
 from test_attacks import EPS, TABLE
 
 from medadv.attacks import AttackError
@@ -83,7 +82,7 @@ def test_a_run_killed_after_its_first_batches_resumes_to_the_uninterrupted_resul
         "--num_samples", "48",
         "--batch_size", "4", "--experiment", EXPERIMENT,
     ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server}
+    env = step_env(MLFLOW_TRACKING_URI=tracking_server)
     killed = subprocess.Popen(
         [sys.executable, str(REPO / "steps" / "attack.py"), *args], env=env, cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

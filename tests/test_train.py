@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow_server import REPO, run_step
+from mlflow_server import REPO, run_step, step_env
 
 TINY = ["--data_options", "length=600", "--arch_options", "num_blocks=2,base_filters=8", "--epochs", "2"]
 
@@ -24,7 +24,7 @@ def test_mlflow_run_train_registers_a_model_that_reloads_by_alias(tracking_serve
     ]  # fmt: skip
     # `mlflow run --env-manager local` runs `python ...` from PATH: this interpreter's.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server, "PATH": path, "MEDADV_HOME": str(tmp_path)}
+    env = step_env(MLFLOW_TRACKING_URI=tracking_server, PATH=path, MEDADV_HOME=str(tmp_path))
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "medadv train: run" in done.stdout  # the first lines name the run and how to view it
