@@ -41,6 +41,8 @@ def test_mlflow_run_train_registers_a_model_that_reloads_by_alias(tracking_serve
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # one point per epoch
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert artifacts == {"figures/confusion_matrix.png", "figures/learning_curves.png"}
+    model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model/MLmodel", "model/input_example.json"} <= model_files  # signature and input example
 
     from medadv.data import load_dataset
     from medadv.tracking.registry import load_model

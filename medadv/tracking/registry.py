@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import keras
@@ -23,15 +24,21 @@ def default_model_name(dataset: str, arch: str, suffix: str = "") -> str:
 
 
 def log_victim(model: keras.Model, input_example: np.ndarray) -> str:
-    """Log `model` with MLflow's Keras flavour and its signature; returns its URI.
+    """Log `model` with MLflow's Keras flavour, its signature and input example, as the run's `model`; returns its URI.
 
-    MLflow 3.17's Keras flavour cannot save an input example (it writes the example before creating the
-    model folder), so the example only shapes the signature.
+    Saved into a folder made first and logged as artifacts: MLflow 3.17's `mlflow.keras.log_model` writes
+    the input example before it creates the model folder, and fails.
     """
     probs = model.predict(input_example, verbose=0)
     signature: ModelSignature = infer_signature(input_example, probs)
-    info = mlflow.keras.log_model(model, name="model", signature=signature)
-    return str(info.model_uri)
+    with tempfile.TemporaryDirectory(prefix="medadv-model-") as folder:
+        path = Path(folder) / "model"
+        path.mkdir()
+        mlflow.keras.save_model(model, str(path), signature=signature, input_example=input_example)
+        mlflow.log_artifacts(str(path), "model")
+    run = mlflow.active_run()
+    assert run is not None, "log_victim needs an active run"
+    return f"runs:/{run.info.run_id}/model"
 
 
 def register(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str:
