@@ -1,9 +1,11 @@
-"""Figures of an attack run: the most and least perturbed examples, and ECG overlays."""
+"""Figures of an attack run: the most and least perturbed examples, ECG overlays, and ECGadv Type II's
+universal rates and success versus window length."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from medadv.attacks.result import AttackResult
@@ -70,5 +72,45 @@ def ecg_overlay_figure(result: AttackResult, class_names: tuple[str, ...], lengt
         axis.legend(loc="upper right", fontsize=6)
     if not pairs:
         axes[0, 0].text(0.5, 0.5, "no successful adversarial example", ha="center", va="center")
+    figure.tight_layout()
+    return figure
+
+
+def universal_rates_figure(table: pd.DataFrame, class_names: tuple[str, ...]) -> Figure:
+    """ECGadv Type II's universal evaluation as a heatmap: one row per source->target pair, one column
+    per class, each cell the share of (record, position) inputs predicted as that class."""
+    columns = [f"share_{name}" for name in class_names]
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"universal table lacks the columns {', '.join(missing)}")
+    shares = table[columns].to_numpy(dtype=float)
+    figure, axis = plt.subplots(figsize=(1.2 * len(columns) + 2.5, 0.45 * max(len(table), 1) + 1.5))
+    image = axis.imshow(shares, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    axis.set_xticks(range(len(columns)), [f"predicted {name}" for name in class_names], fontsize=8)
+    axis.set_yticks(range(len(table)), [str(pair) for pair in table.index], fontsize=8)
+    for (row, column), share in np.ndenumerate(shares):
+        axis.text(column, row, f"{share:.2f}", ha="center", va="center", fontsize=7, color="w" if share < 0.6 else "k")
+    axis.set_xlabel("class predicted on source records with delta added")
+    axis.set_ylabel("source -> target")
+    figure.colorbar(image, ax=axis, label="share")
+    figure.tight_layout()
+    return figure
+
+
+def window_success_figure(table: pd.DataFrame) -> Figure:
+    """ECGadv Type II success rate versus window length: every (window, success_rate)
+    row as a point, the mean per window as a line, so runs of several pairs or seeds plot together."""
+    missing = [column for column in ("window", "success_rate") if column not in table.columns]
+    if missing:
+        raise ValueError(f"window table lacks the columns {', '.join(missing)}")
+    means = table.groupby("window")["success_rate"].mean().sort_index()
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.scatter(table["window"], table["success_rate"], s=12, alpha=0.5, label="run")
+    axis.plot(means.index, means.to_numpy(), marker="o", color="tab:red", label="mean per window")
+    axis.set_xlabel("window length (samples)")
+    axis.set_ylabel("targeted success rate")
+    axis.set_ylim(-0.02, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return figure

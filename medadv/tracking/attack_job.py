@@ -19,8 +19,14 @@ import pandas as pd
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from medadv.attacks import ATTACKS, AttackError, make_attack, parse_config
-from medadv.attacks.ecgadv import evaluation_distances
-from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
+from medadv.attacks.ecgadv import (
+    ECGadvTypeIIConfig,
+    evaluation_distances,
+    universal_control,
+    universal_evaluation,
+    universal_records,
+)
+from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure, universal_rates_figure
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import (
     attack_batches,
@@ -31,6 +37,7 @@ from medadv.attacks.runner import (
     select_samples,
 )
 from medadv.data import load_dataset, loader_options
+from medadv.data.base import Dataset
 from medadv.metrics import per_sample_table, success_matrix, summarize
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
@@ -63,6 +70,8 @@ class AttackSettings:
     transfer_to: str = ""  # space-separated model URIs to replay the adversarial inputs on
     parent_run_id: str = ""  # groups the shards of one sharded attack
     run_id: str = ""  # resume this (killed or failed) run
+    universal_positions: int = 100  # ecgadv_type2: random positions per record in the universal evaluation
+    universal_min_length: int = 0  # ecgadv_type2: shortest record evaluated; 0: the input length (9000 = 30 s)
 
 
 def parse_params(text: str) -> dict[str, str]:
@@ -84,6 +93,11 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     if settings.attack not in ATTACKS:
         raise AttackError(f"unknown attack {settings.attack!r}; choose one of {', '.join(ATTACKS)}")
     config = parse_config(settings.attack, parse_params(settings.attack_params))
+    if settings.universal_positions < 1 or settings.universal_min_length < 0:
+        raise AttackError(
+            f"need universal_positions >= 1 and universal_min_length >= 0, got {settings.universal_positions}"
+            f" and {settings.universal_min_length}"
+        )
     shard = parse_shard(settings.shard)
     data = load_dataset(
         settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
@@ -146,6 +160,9 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
                 done[index] = batch
             result = AttackResult.concatenate([done[index] for index in sorted(done)])
             _log_result(result, samples.clip_range, samples.class_names, Path(folder))
+            if isinstance(config, ECGadvTypeIIConfig):
+                table = universal_table(result, model, data, config, settings)
+                _log_universal(table, data.class_names, Path(folder))
             if transfer_targets:
                 _log_transfer(result, transfer_targets, Path(folder))
         _delete_progress(run.info.artifact_uri)
@@ -223,6 +240,73 @@ def _log_transfer(result: AttackResult, targets: dict[str, keras.Model], folder:
     table.to_csv(folder / "transfer.csv")
     mlflow.log_artifact(str(folder / "transfer.csv"))
     mlflow.log_metric("transfer_success_rate_mean", float(table["transfer_success_rate"].mean()))
+
+
+# --- ECGadv Type II: universal evaluation of the learned windows --------------------------------
+
+
+def universal_table(
+    result: AttackResult, model: keras.Model, data: Dataset, config: ECGadvTypeIIConfig, settings: AttackSettings
+) -> pd.DataFrame:
+    """ECGadv's universal evaluation per source->target pair: every window the attack kept (the first
+    `config.window` samples of a non-zero delta: its own success over random shifts, not `y_adv`, which
+    sees the window at offset 0 only) is added at `universal_positions` random offsets to every long enough
+    record of its source class in the split; its predictions are pooled per pair. The control adds, in
+    delta's place, the first `window` samples of the split's first long enough record of the target class."""
+    lengths = data.lengths if data.lengths is not None else np.full(len(data), data.input_shape[0])
+    min_length = settings.universal_min_length or data.input_shape[0]
+    fs_hz, positions, seed = config.fs_hz, settings.universal_positions, settings.seed
+    rows = {}
+    found = np.any(result.delta != 0, axis=tuple(range(1, result.delta.ndim)))
+    for source, target in sorted({(int(s), int(t)) for s, t in zip(result.y_true, result.y_target, strict=True)}):
+        records = universal_records(data.x, data.y, lengths, source, min_length)
+        deltas = result.delta[found & (result.y_true == source) & (result.y_target == target), : config.window]
+        if len(records) == 0 or len(deltas) == 0:
+            continue
+        counts = np.sum(
+            [
+                universal_evaluation(model, delta, records, fs_hz=fs_hz, positions=positions, seed=seed).counts
+                for delta in deltas
+            ],
+            axis=0,
+        )
+        shares = counts / counts.sum()
+        controls = universal_records(data.x, data.y, lengths, target, min_length)
+        control = (
+            universal_control(
+                model, controls[0, : config.window], records, fs_hz=fs_hz, positions=positions, seed=seed
+            ).shares[target]
+            if len(controls)
+            else np.nan
+        )
+        rows[f"{data.class_names[source]}->{data.class_names[target]}"] = {
+            "source": source,
+            "target": target,
+            "deltas": len(deltas),
+            "records": len(records),
+            **{f"share_{name}": share for name, share in zip(data.class_names, shares, strict=True)},
+            "target_share": shares[target],
+            "control_target_share": control,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pair")
+
+
+def _log_universal(table: pd.DataFrame, class_names: tuple[str, ...], folder: Path) -> None:
+    """`universal.csv`, its metrics (a pair counts as a majority pair when over half its predictions are the
+    target) and the pairs x classes heatmap `figures/universal_rates.png`."""
+    table.to_csv(folder / "universal.csv")
+    mlflow.log_artifact(str(folder / "universal.csv"))
+    if table.empty:
+        print("note: no Type II window found had source records to evaluate; universal.csv is empty")
+        return
+    mlflow.log_metrics(
+        {
+            "universal_target_rate_mean": float(table["target_share"].mean()),
+            "universal_majority_pairs": int((table["target_share"] > 0.5).sum()),
+        },
+        synchronous=True,
+    )
+    log_figure(universal_rates_figure(table, class_names), "figures/universal_rates.png")
 
 
 def _delete_progress(artifact_uri: str) -> None:
