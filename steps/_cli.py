@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, fields
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from mlflow.exceptions import MlflowException
 
@@ -15,15 +15,29 @@ from medadv.tracking.runs import TrackingError
 Settings = TypeVar("Settings")
 
 
+def _boolean(text: str) -> bool:
+    """true/false/1/0 in any case; anything else is a usage error, not a traceback."""
+    value = {"true": True, "false": False, "1": True, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def _flag_type(default: Any) -> Callable[[str], Any]:
-    if isinstance(default, bool):
-        return lambda text: {"true": True, "false": False, "1": True, "0": False}[text.lower()]
-    return type(default)
+    return _boolean if isinstance(default, bool) else type(default)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a malformed command line reported in the same one-line form as any other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"medadv: error: {message}\n")
 
 
 def parser_for(settings_class: type, description: str | None) -> argparse.ArgumentParser:
     """One `--name` flag per settings field (same name, type and default), plus where to track."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = _Parser(description=description)
     for field in fields(settings_class):
         default = field.default if field.default is not MISSING else None
         parser.add_argument(f"--{field.name}", type=_flag_type(default), default=default, metavar=field.name.upper())
@@ -37,10 +51,12 @@ def settings_from(arguments: argparse.Namespace, settings_class: type[Settings])
 
 
 def run_step(step: Callable[[], object]) -> None:
-    """Run a step; bad input ends it with one line on stderr and exit code 2, not a traceback."""
+    """Run a step; bad input ends it with one line on stderr and exit code 1, not a traceback."""
     try:
         step()
+        return
     except (ValueError, TrackingError) as error:
-        sys.exit(f"medadv: error: {error}")
+        message = str(error)
     except MlflowException as error:
-        sys.exit(f"medadv: error: {error.message.splitlines()[0]}")
+        message = error.message.splitlines()[0]
+    sys.exit(f"medadv: error: {message}")

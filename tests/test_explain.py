@@ -10,9 +10,11 @@ import keras
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from scipy.ndimage import zoom
 
 from medadv.data.base import Dataset
 from medadv.explain import Explainer, ExplainError, explain, overlay_figure, target_classes
+from medadv.explain.gradcam import _linear_resize
 from medadv.metrics.heatmap import HeatmapError, heatmap_summary, heatmap_table, overlay
 from medadv.models import ModelError, build_model
 
@@ -280,3 +282,75 @@ def test_overlay_figure_needs_adversarial_maps_with_adversarial_inputs() -> None
     x = np.zeros((2, 16, 16, 1), np.float32)
     with pytest.raises(ExplainError, match="both x_adv and adv_maps"):
         overlay_figure(x, np.zeros((2, 16, 16)), x_adv=x)
+
+
+# ---------------------------------------------------------------- the compiled Grad-CAM engine
+
+
+@pytest.mark.parametrize(("kind", "layer"), [("image", None), ("image", "first conv"), ("ecg", None)])
+def test_compiled_gradcam_equals_tf_keras_vis(
+    kind: str,
+    layer: str | None,
+    tiny_image_model: keras.Model,
+    tiny_image_data: Dataset,
+    tiny_ecg_model: keras.Model,
+    tiny_ecg_data: Dataset,
+) -> None:
+    model, data = (tiny_image_model, tiny_image_data) if kind == "image" else (tiny_ecg_model, tiny_ecg_data)
+    if layer == "first conv":  # a layer the size of the input: the resize is the identity there
+        layer = next(c.name for c in model.layers if isinstance(c, keras.layers.Conv2D))
+    x, y = data.x[:5], data.y[:5]
+    reference = Explainer(model, layer=layer)(x, y, batch_size=3)
+    compiled = Explainer(model, layer=layer, engine="compiled")(x, y, batch_size=3)
+    assert compiled.maps.shape == reference.maps.shape and compiled.maps.dtype == np.float32
+    assert compiled.layer == reference.layer
+    np.testing.assert_allclose(compiled.maps, reference.maps, atol=1e-5)
+    np.testing.assert_array_equal(compiled.class_index, y)
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "low", "high", "fraction"),
+    [
+        # 3 -> 5 points, corners aligned: positions 0, 0.5, 1, 1.5, 2.
+        (3, 5, [0, 0, 1, 1, 2], [1, 1, 2, 2, 2], [0, 0.5, 0, 0.5, 0]),
+        (2, 2, [0, 1], [1, 1], [0, 0]),
+        (1, 3, [0, 0, 0], [0, 0, 0], [0, 0, 0]),  # one feature point: a constant map
+    ],
+)
+def test_linear_resize_aligns_the_corners_like_scipy_zoom(
+    n_in: int, n_out: int, low: list[int], high: list[int], fraction: list[float]
+) -> None:
+    got_low, got_high, got_fraction = _linear_resize(n_in, n_out)
+    np.testing.assert_array_equal(got_low, low)
+    np.testing.assert_array_equal(got_high, high)
+    np.testing.assert_allclose(got_fraction, fraction)
+    values = np.linspace(1.0, 4.0, n_in)
+    resized = values[got_low] * (1 - got_fraction) + values[got_high] * got_fraction
+    np.testing.assert_allclose(resized, zoom(values, n_out / n_in, order=1), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"engine": "onnx"}, "unknown engine 'onnx'"),
+        ({"engine": "compiled", "method": "gradcam++"}, "'gradcam' only, not 'gradcam\\+\\+'"),
+        ({"engine": "compiled", "method": "scorecam"}, "'gradcam' only, not 'scorecam'"),
+    ],
+)
+def test_bad_engines_raise_one_line(options: dict[str, str], message: str, tiny_image_model: keras.Model) -> None:
+    for call in (
+        lambda: Explainer(tiny_image_model, **options),
+        lambda: explain(tiny_image_model, np.zeros((1, 16, 16, 1), np.float32), 0, **options),
+    ):
+        with pytest.raises(ExplainError, match=message) as raised:
+            call()
+        assert "\n" not in str(raised.value)
+
+
+def test_compiled_engine_refuses_a_variable_length_input() -> None:
+    inputs = keras.Input((None, 1))
+    features = keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(4, 3)(inputs))
+    logits = keras.layers.Dense(2, name="logits")(features)
+    model = keras.Model(inputs, keras.layers.Activation("softmax", name="probs")(logits))
+    with pytest.raises(ExplainError, match="needs a fixed input shape"):
+        Explainer(model, engine="compiled")

@@ -38,7 +38,12 @@ def trained(stack: ProductionStack, tmp_path_factory: pytest.TempPathFactory) ->
     cwd = tmp_path_factory.mktemp("worker")
     done = stack.run_step("train.py", *TINY, "--model_name", MODEL, "--experiment", EXPERIMENT, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.split("(", 1)[1].split(")", 1)[0], cwd
+    return _run_id(done.stdout), cwd
+
+
+def _run_id(stdout: str) -> str:
+    """The run id from a step's banner, `medadv STEP: run NAME (ID), ...`."""
+    return stdout.split("(", 1)[1].split(")", 1)[0]
 
 
 @pytest.fixture
@@ -100,6 +105,43 @@ def test_train_logs_to_postgres_and_s3_and_the_model_reloads_through_a_fresh_cli
     probs = model.predict(test.x, verbose=0)
     assert list(logged["id"]) == list(test.ids)
     np.testing.assert_allclose(probs[:, 0], logged[f"prob_{test.class_names[0]}"], rtol=1e-4, atol=1e-6)
+
+
+def test_attack_then_evaluate_on_the_registered_model_end_to_end(
+    stack: ProductionStack, trained: tuple[str, Path], client: mlflow.MlflowClient
+) -> None:
+    """train -> attack -> evaluate as workers, each a process of its own; then the model reloads here."""
+    _, cwd = trained
+    data_dir = cwd / ".medadv" / "synthetic" / "cinc2017-seed0"  # what `train` generated for itself
+    attacked = stack.run_step(
+        "attack.py", "--model", f"models:/{MODEL}@candidate", "--dataset", "cinc2017", "--data_dir", str(data_dir),
+        "--data_options", "length=600", "--attack", "fgsm", "--attack_params", "eps=0.5", "--num_samples", "4",
+        "--only_correct", "false",  # a 2-epoch model may classify few records right: attack them regardless
+        "--experiment", EXPERIMENT, cwd=cwd,
+    )  # fmt: skip
+    assert attacked.returncode == 0, attacked.stderr[-3000:]
+    attack_id = _run_id(attacked.stdout)
+    evaluated = stack.run_step("evaluate.py", "--experiment", EXPERIMENT, cwd=cwd)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    evaluate_id = _run_id(evaluated.stdout)
+
+    attack_run, evaluate_run = client.get_run(attack_id), client.get_run(evaluate_id)
+    assert attack_run.info.status == evaluate_run.info.status == "FINISHED"
+    assert attack_run.data.metrics["num_samples"] == 4
+    keys = stack.s3.object_keys()  # in the bucket, through the server
+    prefix = f"mlartifacts/{attack_run.info.experiment_id}"
+    assert {f"{prefix}/{attack_id}/artifacts/{name}" for name in ("attack_result.npz", "samples.parquet")} <= set(keys)
+    assert f"{prefix}/{evaluate_id}/artifacts/report.html" in keys
+    report = Path(client.download_artifacts(evaluate_id, "report.html", str(cwd))).read_text()
+    assert attack_id in report  # the report compares the attack just run
+
+    from medadv.attacks.result import AttackResult
+    from medadv.attacks.runner import predict
+    from medadv.tracking.registry import load_model
+
+    result = AttackResult.load(Path(client.download_artifacts(attack_id, "attack_result.npz", str(cwd))))
+    model = load_model(f"models:/{MODEL}@candidate")  # through the fresh client's tracking URI and credentials
+    np.testing.assert_array_equal(predict(model, result.x).argmax(axis=1), result.y_clean)
 
 
 def test_wrong_credentials_fail_a_step_in_one_line_and_leave_no_run(stack: ProductionStack, tmp_path: Path) -> None:

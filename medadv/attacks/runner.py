@@ -11,7 +11,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 
 import keras
@@ -111,7 +111,7 @@ def attack_batches(
     skip: set[int] | frozenset[int] = frozenset(),
     seed: int = 0,
     progress: bool = True,
-) -> Iterator[tuple[int, AttackResult]]:
+) -> Generator[tuple[int, AttackResult], None, None]:
     """Attack `data` batch by batch, yielding (batch index, result of that batch), skipping batches in `skip`.
 
     Untargeted when every `y_target` is -1. Before each batch the random generators are seeded

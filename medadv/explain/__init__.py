@@ -2,6 +2,7 @@
 
 from medadv.explain.figures import overlay_figure
 from medadv.explain.gradcam import (
+    ENGINES,
     EXPLAIN_CLASSES,
     METHODS,
     Explainer,
@@ -13,6 +14,7 @@ from medadv.explain.gradcam import (
 )
 
 __all__ = [
+    "ENGINES",
     "EXPLAIN_CLASSES",
     "METHODS",
     "ExplainError",

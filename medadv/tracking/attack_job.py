@@ -9,6 +9,7 @@ Parquet table, and the progress files are removed where the artifact store allow
 from __future__ import annotations
 
 import tempfile
+from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -151,13 +152,16 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
             done = _download_progress(run.info.run_id, Path(folder))
             if done:
                 print(f"resuming: {len(done)} finished batches found, skipping them")
-            batches = attack_batches(
-                attacker, model, samples, y_target, batch_size=batch_size, skip=set(done), seed=settings.seed
-            )
-            for index, batch in batches:
-                path = batch.save(Path(folder) / f"batch_{index:05d}.npz")
-                mlflow.log_artifact(str(path), PROGRESS)
-                done[index] = batch
+            # closing(): a failure mid-run closes the progress bar before the error is reported, not after.
+            with closing(
+                attack_batches(
+                    attacker, model, samples, y_target, batch_size=batch_size, skip=set(done), seed=settings.seed
+                )
+            ) as batches:
+                for index, batch in batches:
+                    path = batch.save(Path(folder) / f"batch_{index:05d}.npz")
+                    mlflow.log_artifact(str(path), PROGRESS)
+                    done[index] = batch
             result = AttackResult.concatenate([done[index] for index in sorted(done)])
             _log_result(result, samples.clip_range, samples.class_names, Path(folder))
             if isinstance(config, ECGadvTypeIIConfig):

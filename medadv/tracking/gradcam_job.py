@@ -47,6 +47,7 @@ class GradcamSettings:
     on: str = "map"  # compare the heatmaps themselves, or colour overlays as the study did
     iou_top_percent: float = 20.0
     batch_size: int = 32
+    engine: str = "tf-keras-vis"  # or compiled: the same Grad-CAM maps in one tf.function (method gradcam only)
 
 
 def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
@@ -55,7 +56,7 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
     if settings.attack_run_id:
         attack_run = _attack_run(settings.attack_run_id)
         model = load_model(attack_run.data.params["model"])
-        explainer = Explainer(model, method=settings.method, layer=settings.layer or None)
+        explainer = Explainer(model, method=settings.method, layer=settings.layer or None, engine=settings.engine)
         with tempfile.TemporaryDirectory(prefix="medadv-gradcam-") as folder:
             local = mlflow.artifacts.download_artifacts(
                 run_id=attack_run.info.run_id, artifact_path=RESULT_FILE, dst_path=folder
@@ -93,7 +94,7 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
     if not settings.model:
         raise ExplainError("give --attack_run_id (an attack run), or --model and --dataset for clean-only maps")
     model = load_model(settings.model)
-    explainer = Explainer(model, method=settings.method, layer=settings.layer or None)
+    explainer = Explainer(model, method=settings.method, layer=settings.layer or None, engine=settings.engine)
     data = load_dataset(
         settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
     )

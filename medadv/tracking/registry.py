@@ -79,6 +79,8 @@ def load_model(uri: str) -> keras.Model:
         raise ModelError(f"no .keras model file in {uri}; give {_URI_FORMS}")
     model = keras.saving.load_model(files[0], safe_mode=True)
     check_victim(model)
+    if not all(np.isfinite(weights).all() for weights in model.get_weights()):
+        raise ModelError(f"model {uri} has NaN or infinite weights")
     return model
 
 
