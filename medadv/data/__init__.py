@@ -67,10 +67,7 @@ def load_dataset(name: str, data_dir: str | Path | None, split: str = "all", **o
     root = Path(data_dir) if data_dir else synthetic_dir(name)
     if not root.exists():
         raise DataError(f"{root}: data folder for {name} not found")
-    try:
-        dataset: Dataset = module.load(root, split, **fixed, **options)
-    except TypeError as error:  # an option this format does not take
-        raise DataError(f"{name}: {error}") from None
+    dataset: Dataset = module.load(root, split, **fixed, **options)  # options checked by loader_options
     if len(dataset) == 0:
         raise DataError(f"{root}: no {split} samples of {name} found")
     return dataset
