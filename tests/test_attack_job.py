@@ -119,6 +119,8 @@ def test_a_run_killed_after_its_first_batches_resumes_to_the_uninterrupted_resul
         ({"attack_params": "eps=0.1,target=7"}, "target class 7 is out of range"),
         ({"attack_params": "radius=3"}, "pgd has no parameter radius"),
         ({"shard": "3/2"}, "shard '3/2' is out of range"),
+        ({"per_class": "5,x"}, "per_class needs 2 comma-separated counts >= 0 (one per class), got '5,x'"),
+        ({"per_class": "5,5", "num_samples": 4}, "give either num_samples or per_class, not both"),
         ({"model": "models:/tiny-cinc@candidate"}, "takes inputs of shape (600, 1), the data has shape (28, 28, 1)"),
         ({"model": "models:/tiny-pneumonia@nonexistent"}, "cannot fetch model models:/tiny-pneumonia@nonexistent"),
         ({"model": ""}, "give the victim with --model"),

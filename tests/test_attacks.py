@@ -13,7 +13,15 @@ import pytest
 from medadv.attacks import ATTACKS, AttackError, _coerce, make_attack, parse_config
 from medadv.attacks.native import LpConfig, PGDConfig
 from medadv.attacks.result import AttackResult
-from medadv.attacks.runner import attack_batches, auto_batch_size, expand_targets, parse_shard, select_samples
+from medadv.attacks.runner import (
+    attack_batches,
+    auto_batch_size,
+    expand_targets,
+    first_per_class,
+    parse_per_class,
+    parse_shard,
+    select_samples,
+)
 from medadv.data.base import Dataset
 from medadv.metrics import attack_success, success_matrix, summarize
 from medadv.models import ModelError
@@ -257,6 +265,22 @@ def test_select_samples_is_deterministic_and_shards_partition(tiny_ecg_model, ti
     assert sorted(np.concatenate([s.ids for s in shards])) == sorted(whole.ids)
     other_seed = select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=20, only_correct=True, seed=6)
     assert set(other_seed.ids) != set(whole.ids)
+
+
+def test_first_per_class_takes_the_first_of_each_class_in_order() -> None:
+    labels = np.array([0, 0, 1, 0, 1, 2, 0, 3])
+    np.testing.assert_array_equal(first_per_class(labels, (2, 1, 5, 0)), [0, 1, 2, 5])
+    assert parse_per_class(" ", 4) is None and parse_per_class("360,360,360,220", 4) == (360, 360, 360, 220)
+    for text in ("1,2,3", "1,2,3,-1", "a,b,c,d"):
+        with pytest.raises(AttackError, match="per_class needs 4 comma-separated counts"):
+            parse_per_class(text, 4)
+
+
+def test_select_samples_per_class_keeps_the_first_correct_samples_of_each_class(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]
+    chosen = select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=None, only_correct=True, per_class=(3, 2))
+    correct = np.flatnonzero(np.asarray(tiny_ecg_model(tiny_ecg_data.x)).argmax(axis=1) == tiny_ecg_data.y)
+    expected = np.sort(np.concatenate([correct[tiny_ecg_data.y[correct] == c][:n] for c, n in ((0, 3), (1, 2))]))
+    np.testing.assert_array_equal(chosen.ids, tiny_ecg_data.ids[expected])
 
 
 @pytest.mark.parametrize(

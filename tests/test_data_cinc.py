@@ -89,16 +89,20 @@ def test_real_records_load_through_the_same_path(shared_data: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tiny_resnet_trained_on_real_records_beats_the_majority_baseline(shared_data: Path) -> None:
-    from medadv.models import build_model
-    from medadv.models.training import FitConfig, fit_victim, seed_everything
+def test_small_resnet_trained_on_real_records_beats_the_majority_baseline(
+    real_cinc_victim: str, tracking_server: str
+) -> None:
+    import mlflow
+    from conftest import REAL_CINC, REAL_CINC_OPTIONS
 
-    root = shared_data / "cinc2017"
-    train, val, test = (load_dataset("cinc2017", root, split, length=4500) for split in ("train", "val", "test"))
-    seed_everything(0)
-    model = build_model("ecg_resnet", train.input_shape, 4, num_blocks=6, base_filters=16)
-    fit_victim(model, train, val, FitConfig(epochs=25, batch_size=16, learning_rate=1e-3))
-    held_out_x, held_out_y = np.concatenate([val.x, test.x]), np.concatenate([val.y, test.y])
-    accuracy = np.mean(model.predict(held_out_x, verbose=0).argmax(1) == held_out_y)
-    majority = np.bincount(held_out_y).max() / len(held_out_y)
+    from medadv.data import loader_options
+    from medadv.tracking.registry import load_model
+
+    mlflow.set_tracking_uri(tracking_server)
+    model = load_model(REAL_CINC)
+    options = loader_options("cinc2017", REAL_CINC_OPTIONS)
+    held_out = [load_dataset("cinc2017", real_cinc_victim, split, **options) for split in ("val", "test")]
+    x, y = np.concatenate([d.x for d in held_out]), np.concatenate([d.y for d in held_out])
+    accuracy = np.mean(model.predict(x, verbose=0).argmax(1) == y)
+    majority = np.bincount(y).max() / len(y)
     assert accuracy > majority, f"accuracy {accuracy:.3f} <= majority baseline {majority:.3f}"

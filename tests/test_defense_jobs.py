@@ -1,4 +1,5 @@
-"""`train` in generator and robust modes against a real MLflow server: generator sets, robust models registered."""
+"""`train` in generator and robust modes against a real MLflow server: generator sets, robust models registered,
+and DeepCustom's MNIST figures on the real MNIST images, logged as the runs' metrics."""
 
 from __future__ import annotations
 
@@ -81,6 +82,40 @@ def test_fgsm_robust_model_is_registered_with_its_threat_model(mnist_victim: str
         "medadv-mnist-mnist_dense-robust-fgsm", "candidate"
     )
     assert version.run_id == run_id and "robust_accuracy_fgsm" in version.tags
+
+
+@pytest.mark.slow
+def test_real_mnist_dgn_attack_and_dgn_robust_training_log_the_study_figures(
+    shared_data: Path, tracking_server: str
+) -> None:
+    """Real MNIST, the 5x30 dense victim, lrp generators at eps 0.3: the generator set's run logs a drop of
+    >= 30 points of accuracy on DGN test data, the dgn_lrp robust model's run a gain of >= 30 points on it."""
+    common = {"dataset": "mnist", "data_dir": str(shared_data / "mnist"), "batch_size": 50}
+    train(
+        TrainSettings(arch="mnist_dense", epochs=5, model_name="real-mnist-dense", **common),  # type: ignore[arg-type]
+        tracking_server,
+        EXPERIMENT,
+    )
+    victim = {"victim": "models:/real-mnist-dense@candidate"}
+    generator_run = train(
+        TrainSettings(mode="generator", generator_loss="lrp", generator_options="eps=0.3,top_k=20", epochs=1,
+                      **common, **victim),  # type: ignore[arg-type]
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    robust_run = train(
+        TrainSettings(mode="robust", method="dgn_lrp", generators=generator_run, epochs=3,
+                      model_name="real-mnist-dense-robust-dgn_lrp", **common, **victim),  # type: ignore[arg-type]
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    client = mlflow.MlflowClient(tracking_server)
+    attacked, defended = client.get_run(generator_run).data.metrics, client.get_run(robust_run).data.metrics
+    print(
+        f"MNIST 5x30: clean {attacked['clean_accuracy']:.3f}, DGN(lrp) {attacked['dgn_accuracy']:.3f}, "
+        f"DGN-robust on DGN data {defended['robust_accuracy']:.3f}"
+    )
+    assert attacked["accuracy_drop"] >= 0.30
+    assert defended["victim_robust_accuracy"] == pytest.approx(attacked["dgn_accuracy"])  # the same DGN test data
+    assert defended["robust_accuracy_gain"] >= 0.30
 
 
 @pytest.mark.parametrize(

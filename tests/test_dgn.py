@@ -1,9 +1,7 @@
 """DeepCustom generators: architectures, the three losses on hand-made tensors, LRP and Tarantula by hand,
-training, exact eps-ball generation, the DGN attack, and the study's MNIST figures on real data."""
+training, exact eps-ball generation and the DGN attack (the study's MNIST figures: tests/test_defense_jobs.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,7 +17,6 @@ from medadv.attacks.dgn import (
     eps_ball_clip,
     generate,
     train_generator,
-    train_generators,
 )
 from medadv.attacks.dgn_losses import (
     LRPLoss,
@@ -34,7 +31,7 @@ from medadv.attacks.dgn_losses import (
     tarantula,
 )
 from medadv.data.base import Dataset
-from medadv.models import build_model, check_victim, logits_model
+from medadv.models import build_model, logits_model
 from medadv.models.cae import build_generator
 from medadv.models.head import classifier_head
 
@@ -341,38 +338,3 @@ def test_dgn_attack_applies_the_generators_and_checks_its_settings(
         DGNAttack(
             tiny_image_model, DGNConfig(), (0.0, 1.0), 32, generators={0: affine_generator((28, 28, 1), 0.0, 0.0)}
         )
-
-
-# -- the study's MNIST figures --------------------------------------------------------------------------------------
-
-
-def test_mnist_dgn_attack_and_dgn_robust_training(shared_data: Path) -> None:
-    """Real MNIST, the 5x30 dense target, lrp generators at eps 0.3: the attack costs >= 30 points of accuracy,
-    and Goodfellow-style training on generated data wins >= 30 points back on generated test data."""
-    from medadv.data import load_dataset
-    from medadv.defenses import AdversarialTrainingConfig, train_on_adversarial_data
-
-    train = load_dataset("mnist", shared_data / "mnist", "train")
-    test = load_dataset("mnist", shared_data / "mnist", "test")
-    keras.utils.set_random_seed(0)
-    victim = build_model("mnist_dense", (28, 28, 1), 10)
-    victim.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    victim.fit(train.x, train.y, epochs=5, batch_size=128, verbose=0)
-
-    def accuracy(model: keras.Model, x: np.ndarray) -> float:
-        return float((model.predict(x, batch_size=512, verbose=0).argmax(1) == test.y).mean())
-
-    per_class = np.concatenate([np.flatnonzero(train.y == c)[:100] for c in range(10)])
-    config = GeneratorConfig(loss="lrp", eps=0.3, top_k=20, epochs=2, batch_size=50, learning_rate=1e-3)
-    trained = train_generators(victim, train.x[per_class], train.y[per_class], config)
-    generators = {c: t.model for c, t in trained.items()}
-    x_test_dgn = generate(generators, test.x, test.y, eps=0.3, clip_range=test.clip_range)
-    x_train_dgn = generate(generators, train.x, train.y, eps=0.3, clip_range=train.clip_range)
-
-    clean, attacked = accuracy(victim, test.x), accuracy(victim, x_test_dgn)
-    robust = train_on_adversarial_data(victim, train.x, train.y, x_train_dgn, AdversarialTrainingConfig(epochs=3))
-    check_victim(robust.model)
-    defended = accuracy(robust.model, x_test_dgn)
-    print(f"MNIST 5x30: clean {clean:.3f}, DGN(lrp) {attacked:.3f}, DGN-robust on DGN data {defended:.3f}")
-    assert clean - attacked >= 0.30
-    assert defended - attacked >= 0.30

@@ -22,7 +22,6 @@ from medadv.attacks.ecgadv import (
     record_lengths,
     selection_masks,
     smoothness,
-    study_selection,
     targeted_success,
     type1_distance,
     universal_control,
@@ -126,12 +125,6 @@ def test_type2_step_counts_only_if_the_best_success_has_power_above_one(tiny_ecg
     attack = ECGadvTypeII(tiny_ecg_model, ECGadvTypeIIConfig(window=128))
     found, power = np.array([True, True, False]), np.array([1.2, 1.0, 2.0])
     np.testing.assert_array_equal(attack.step_succeeded(found, power), [True, False, False])
-
-
-def test_study_selection_takes_the_first_correct_records_per_class() -> None:
-    y_true = np.array([0, 0, 1, 0, 1, 2, 0, 3])
-    y_pred = np.array([0, 1, 1, 0, 1, 2, 0, 0])
-    np.testing.assert_array_equal(study_selection(y_true, y_pred, per_class=(2, 1, 5, 5)), [0, 2, 3, 5])
 
 
 def test_record_lengths_find_the_zero_padding() -> None:

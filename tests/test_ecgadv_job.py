@@ -1,5 +1,7 @@
-"""ECGadv Type II through the `attack` entry point: the universal evaluation's table, metrics and figure
-agree with each other and with the attack result; the success-versus-window figure helper."""
+"""ECGadv through the `attack` entry point: Type II's universal evaluation (table, metrics and figure agree
+with each other and with the attack result), the success-versus-window figure helper, and the study's
+acceptance figures on the real CinC 2017 records (Type I in the test command; Type I and II at the study's
+full settings with `pytest -m study`)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXPERIMENT
+from conftest import EXPERIMENT, REAL_CINC, REAL_CINC_OPTIONS
 
 from medadv.attacks import AttackError
 from medadv.attacks.figures import window_success_figure
 from medadv.attacks.result import AttackResult
 from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.tracking.train_job import TrainSettings, train
 
 CLASSES = ("A", "N", "O", "~")
 # Power limits opened: the tiny victim's windows succeed only well above the study's power of about 1.
@@ -74,3 +77,88 @@ def test_window_success_figure_plots_every_row_and_the_mean_per_window() -> None
     assert len(axis.collections[0].get_offsets()) == 4
     with pytest.raises(ValueError, match="lacks the columns success_rate"):
         window_success_figure(table.rename(columns={"success_rate": "rate"}))
+
+
+# -- the study's figures on the real CinC 2017 records -------------------------------------------------------------
+
+METRICS = ("l2", "smooth", "smooth_l2")
+
+
+def type1_on_real_cinc(
+    model: str, data_dir: str, data_options: str, per_class: str, budget: str, tracking_server: str
+) -> dict[str, pd.DataFrame]:
+    """Type I toward every other class with each metric on the same records: samples.parquet per metric."""
+    client = mlflow.MlflowClient(tracking_server)
+    samples = {}
+    for metric in METRICS:
+        settings = AttackSettings(
+            model=model, dataset="cinc2017", data_dir=data_dir, data_options=data_options, split="all",
+            attack="ecgadv_type1", attack_params=f"metric={metric},target=-1{budget}", per_class=per_class,
+        )  # fmt: skip
+        run_id = attack(settings, tracking_server, EXPERIMENT)
+        samples[metric] = pd.read_parquet(client.download_artifacts(run_id, "samples.parquet")).set_index("id")
+    return samples
+
+
+def assert_study_type1_figures(samples: dict[str, pd.DataFrame], pairs: int) -> None:
+    """>= 95% targeted success for every metric; the smooth metrics give smoother perturbations than l2."""
+    success = {metric: table["success"].astype(bool) for metric, table in samples.items()}
+    print({metric: f"{found.mean():.3f} of {len(found)}" for metric, found in success.items()})
+    for metric, found in success.items():
+        assert len(found) == pairs and found.mean() >= 0.95, metric
+    both = success["l2"] & success["smooth"] & success["smooth_l2"]
+    d_smooth = {metric: samples[metric].loc[both, "d_smooth"].mean() for metric in METRICS}
+    print(f"mean d_smooth on the {both.sum()} pairs every metric fooled: {d_smooth}")
+    assert d_smooth["smooth"] < d_smooth["l2"] and d_smooth["smooth_l2"] < d_smooth["l2"]
+
+
+@pytest.mark.slow
+def test_type1_on_real_cinc_fools_every_pair_and_smooth_metrics_perturb_more_smoothly(
+    real_cinc_victim: str, tracking_server: str
+) -> None:
+    """The small ResNet on 15 s of real records, one correct record per class toward the 3 others, the
+    study's settings but at most 300 iterations per binary-search step instead of 1000."""
+    budget = ",max_iterations=300"
+    samples = type1_on_real_cinc(REAL_CINC, real_cinc_victim, REAL_CINC_OPTIONS, "1,1,1,1", budget, tracking_server)
+    assert_study_type1_figures(samples, pairs=12)
+
+
+@pytest.fixture(scope="module")
+def study_cinc_victim(shared_data: Path, tracking_server: str) -> str:
+    """The small ResNet of the test command's victim (6 blocks x 16 filters: 5.6 ms per record for a
+    forward+backward pass on 2 CPU cores) trained on the real records at the study's 30 s (9000 samples),
+    registered as `study-cinc`."""
+    data_dir = str(shared_data / "cinc2017")
+    train(
+        TrainSettings(dataset="cinc2017", data_dir=data_dir, arch="ecg_resnet",
+                      arch_options="num_blocks=6,base_filters=16", epochs=25, batch_size=16, model_name="study-cinc"),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    return data_dir
+
+
+@pytest.mark.study
+def test_type1_at_the_study_settings_on_real_cinc(study_cinc_victim: str, tracking_server: str) -> None:
+    """Two correct records per class toward the 3 others, 5 binary-search steps of up to 1000 iterations."""
+    samples = type1_on_real_cinc("models:/study-cinc@candidate", study_cinc_victim, "", "2,2,2,2", "", tracking_server)
+    assert_study_type1_figures(samples, pairs=24)
+
+
+@pytest.mark.study
+def test_type2_at_window_9000_on_real_cinc_reaches_a_majority_target_rate_on_half_the_pairs(
+    study_cinc_victim: str, tracking_server: str
+) -> None:
+    """One correct record per class toward the 3 others (12 pairs); each window added at 100 random positions
+    to every source-class record of 30 s. The study's settings but 30 shifted copies per step instead of 180
+    and 5 x 100 iterations instead of 5 x 500: the study's budget is 12 x 180 x 2500 passes, hours on 2 CPU
+    cores (`attack_params="window=9000,target=-1"` runs it, on a GPU)."""
+    settings = AttackSettings(
+        model="models:/study-cinc@candidate", dataset="cinc2017", data_dir=study_cinc_victim, split="all",
+        attack="ecgadv_type2", attack_params="window=9000,target=-1,ensemble_size=30,max_iterations=100",
+        per_class="1,1,1,1",
+    )  # fmt: skip
+    run_id = attack(settings, tracking_server, EXPERIMENT)
+    client = mlflow.MlflowClient(tracking_server)
+    table = pd.read_csv(client.download_artifacts(run_id, "universal.csv"), index_col="pair")
+    print(table.to_string())
+    assert client.get_run(run_id).data.metrics["universal_majority_pairs"] >= 6

@@ -34,6 +34,7 @@ class Runs:
     targeted: str  # ECG PGD towards every other class
     gradcam: str
     lacking: str  # a finished attack run with only one metric
+    windows: list[str]  # ECGadv Type II runs at windows 300 and 600, logged directly with their success rates
     evaluate: str
     report: str  # what the step printed as the report's location
     tables: dict[str, pd.DataFrame]
@@ -114,13 +115,21 @@ def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest
         metrics={"fooling_rate": 0.5},
     )  # fmt: skip
 
+    windows = [
+        _logged_run(
+            client, experiment_id, {"model": "models:/tiny-cinc@candidate", "attack": "ecgadv_type2", "window": window},
+            metrics={"attack_success_rate": rate},
+        )
+        for window, rate in (("300", 0.25), ("600", 0.75))
+    ]  # fmt: skip
+
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         evaluate_id = evaluate(EvaluateSettings(), tracking_server, EXPERIMENT)
     local = Path(client.download_artifacts(evaluate_id, "", str(tmp_path_factory.mktemp("evaluate"))))
     return Runs(
         whole=whole, parent=parent, overlap_parent=overlap_parent, half_parent=half_parent, failed=failed,
-        targeted=targeted, gradcam=gradcam_run, lacking=lacking, evaluate=evaluate_id,
+        targeted=targeted, gradcam=gradcam_run, lacking=lacking, windows=windows, evaluate=evaluate_id,
         report=printed.getvalue().strip().splitlines()[-1],
         tables={name: pd.read_parquet(local / "tables" / f"{name}.parquet") for name in TABLES},
         html=(local / "report.html").read_text(),
@@ -187,6 +196,13 @@ def test_every_table_matches_the_runs_logged_metrics_and_artifacts(runs: Runs, t
     assert row["dssim_mean"] == logged_heat["dssim_mean"] and row["iou_top20_mean"] == logged_heat["iou_top20_mean"]
 
 
+def test_type2_runs_are_labelled_by_window(runs: Runs) -> None:
+    attacks = runs.tables["attacks"]
+    assert list(attacks.loc[runs.windows, "label"]) == ["ecgadv_type2 w=300", "ecgadv_type2 w=600"]
+    assert list(attacks.loc[runs.windows, "window"]) == [300, 600]
+    assert attacks.drop(index=runs.windows)["window"].isna().all()
+
+
 def test_missing_metrics_missing_shards_and_failed_runs_are_listed(runs: Runs) -> None:
     missing = runs.tables["missing"]
     lacking = set(missing.loc[missing["run_id"] == runs.lacking, "name"])
@@ -203,8 +219,9 @@ def test_missing_metrics_missing_shards_and_failed_runs_are_listed(runs: Runs) -
 
 def test_the_report_embeds_every_figure_and_its_location_is_printed(runs: Runs, tracking_server: str) -> None:
     embedded = re.findall(r'src="data:image/png;base64,', runs.html)
-    # eps curves, white-box and transferred robustness, one success matrix, the transfer matrix
-    assert len(embedded) == len(runs.figures) == 5
+    # eps curves, white-box and transferred robustness, one success matrix, Type II success vs window, transfer
+    assert len(embedded) == len(runs.figures) == 6
+    assert "models_tiny_cinc_candidate_ECGadv_Type_II_success_vs_window.png" in runs.figures
     assert not re.search(r'src="(?!data:)', runs.html)
     for heading in ("Attacks", "Robustness matrix", "Transferability", "Missing metrics and artifacts"):
         assert f"<h2>{heading}</h2>" in runs.html

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.metadata import version as version_of
 from pathlib import Path
 
 import mlflow
@@ -43,6 +44,9 @@ def test_mlflow_run_train_registers_a_model_that_reloads_by_alias(tracking_serve
     assert artifacts == {"figures/confusion_matrix.png", "figures/learning_curves.png"}
     model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model/MLmodel", "model/input_example.json"} <= model_files  # signature and input example
+    requirements = Path(client.download_artifacts(run.info.run_id, "model/requirements.txt", str(tmp_path)))
+    pinned = dict(line.split("==") for line in requirements.read_text().split())
+    assert pinned["keras"] == version_of("keras") and pinned["tensorflow-cpu"] == version_of("tensorflow-cpu")
 
     from medadv.data import load_dataset
     from medadv.tracking.registry import load_model

@@ -41,7 +41,6 @@ from medadv.models import logits_model
 METRICS = ("l2", "smooth", "smooth_l2")
 SMOOTH_WEIGHT = 1e4  # D_smooth = 1e4 * Var(Delta): the study's scale for the smoothness metric
 SMOOTH_L2_WEIGHT = 0.01  # weight of the L2 term in the study's smooth_l2 metric
-STUDY_PER_CLASS = (360, 360, 360, 220)  # records attacked per class (A, N, O, ~) in the study
 ABORT_TOLERANCE = 0.9999  # a step stops when its loss is above 0.9999 x the loss at the previous check
 UPPER_START = 1e10  # the binary search's "no upper bound yet"
 UPPER_KNOWN = 1e9  # below this an upper bound on c has been found
@@ -132,14 +131,6 @@ def selection_masks(
 def power_in_range(power: tf.Tensor, low: float, high: float) -> tf.Tensor:
     """Type II keeps an iterate only if its power sum(delta^2) / w lies in the open interval (low, high)."""
     return (power > low) & (power < high)
-
-
-def study_selection(y_true: np.ndarray, y_pred: np.ndarray, per_class: tuple[int, ...] = STUDY_PER_CLASS) -> np.ndarray:
-    """Indices of the first `per_class[c]` correctly classified records of each class c, in data order:
-    the study attacked the first 360 of A, N, O and 220 of ~, each towards the 3 other classes."""
-    correct = np.asarray(y_true) == np.asarray(y_pred)
-    chosen = [np.flatnonzero(correct & (np.asarray(y_true) == c))[:count] for c, count in enumerate(per_class)]
-    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def record_lengths(x: np.ndarray) -> np.ndarray:

@@ -54,22 +54,48 @@ def select_samples(
     only_correct: bool,
     shard: tuple[int, int] = (0, 1),
     seed: int = 0,
+    per_class: tuple[int, ...] | None = None,
 ) -> Dataset:
     """The samples to attack, the same for the same arguments.
 
-    Optionally keep only those the model classifies correctly (as the studies do), draw
-    `num_samples` of them at random with `seed` (None or <= 0 keeps all, in order), then keep
-    every n-th from the i-th for shard (i, n), so the n shards partition the selection exactly.
+    Optionally keep only those the model classifies correctly (as the studies do), then either take
+    the first `per_class[c]` of each class c in data order or draw `num_samples` at random with
+    `seed` (None or <= 0 keeps all, in order), then keep every n-th from the i-th for shard (i, n),
+    so the n shards partition the selection exactly.
     """
     check_victim(model, data.input_shape)
     index = np.arange(len(data))
     if only_correct:
         index = index[predict(model, data.x).argmax(axis=1) == data.y]
-    if num_samples is not None and 0 < num_samples < len(index):
+    if per_class is not None:
+        index = index[first_per_class(data.y[index], per_class)]
+    elif num_samples is not None and 0 < num_samples < len(index):
         chosen = np.random.default_rng(seed).choice(len(index), size=num_samples, replace=False)
         index = index[np.sort(chosen)]
     shard_index, shard_count = shard
     return data.subset(index[shard_index::shard_count])
+
+
+def first_per_class(labels: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:
+    """Positions of the first `counts[c]` labels equal to c, for every class c, in order.
+
+    ECGadv's study attacked the first 360 correctly classified records of A, N and O and 220 of ~.
+    """
+    chosen = [np.flatnonzero(np.asarray(labels) == c)[:count] for c, count in enumerate(counts)]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def parse_per_class(text: str, num_classes: int) -> tuple[int, ...] | None:
+    """`"360,360,360,220"` -> one count >= 0 per class; empty text -> None (no per-class selection)."""
+    if not text.strip():
+        return None
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != num_classes or min(counts) < 0:
+        raise AttackError(f"per_class needs {num_classes} comma-separated counts >= 0 (one per class), got {text!r}")
+    return counts
 
 
 def expand_targets(data: Dataset, target: int | None, num_classes: int) -> tuple[Dataset, np.ndarray]:

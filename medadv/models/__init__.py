@@ -64,7 +64,7 @@ def check_victim(model: keras.Model, input_shape: tuple[int, ...] | None = None)
 def logits_model(model: keras.Model) -> keras.Model:
     """The same model cut before its softmax, sharing weights: what attacks differentiate."""
     check_victim(model)
-    return keras.Model(model.inputs, model.layers[-1].input, name=f"{model.name}_logits")
+    return keras.Model(model.input, model.layers[-1].input, name=f"{model.name}_logits")
 
 
 def ensemble(models: list[keras.Model]) -> keras.Model:

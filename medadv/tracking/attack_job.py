@@ -8,6 +8,7 @@ Parquet table, and the progress files are removed where the artifact store allow
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
@@ -18,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from tqdm import tqdm
 
 from medadv.attacks import ATTACKS, AttackError, make_attack, parse_config
 from medadv.attacks.ecgadv import (
@@ -33,6 +35,7 @@ from medadv.attacks.runner import (
     attack_batches,
     auto_batch_size,
     expand_targets,
+    parse_per_class,
     parse_shard,
     predict,
     select_samples,
@@ -63,6 +66,7 @@ class AttackSettings:
     attack_params: str = ""  # e.g. "eps=0.05,eps_step=0.01,max_iter=20"; target=-1 for every other class
     engine: str = ""  # empty: the attack's default ("native" for fgsm/bim/pgd, else "art")
     num_samples: int = 0  # 0: all selected samples
+    per_class: str = ""  # e.g. "360,360,360,220" (ECGadv's study): the first n of each class instead of num_samples
     only_correct: bool = True  # attack only correctly classified samples, as the studies do
     batch_size: int = 0  # 0: chosen from the input size
     seed: int = 0
@@ -103,6 +107,9 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     data = load_dataset(
         settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
     )
+    per_class = parse_per_class(settings.per_class, data.num_classes)
+    if per_class is not None and settings.num_samples:
+        raise AttackError("give either num_samples or per_class, not both")
     model = load_model(settings.model)
     check_victim(model, data.input_shape)
     transfer_targets = {uri: load_model(uri) for uri in settings.transfer_to.split()}
@@ -123,6 +130,7 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
         only_correct=settings.only_correct,
         shard=shard,
         seed=settings.seed,
+        per_class=per_class,
     )
     samples, y_target = expand_targets(samples, config.target, data.num_classes)
     if len(samples) == 0:
@@ -262,7 +270,8 @@ def universal_table(
     fs_hz, positions, seed = config.fs_hz, settings.universal_positions, settings.seed
     rows = {}
     found = np.any(result.delta != 0, axis=tuple(range(1, result.delta.ndim)))
-    for source, target in sorted({(int(s), int(t)) for s, t in zip(result.y_true, result.y_target, strict=True)}):
+    pairs = sorted({(int(s), int(t)) for s, t in zip(result.y_true, result.y_target, strict=True)})
+    for source, target in tqdm(pairs, desc="universal evaluation", unit="pair", file=sys.stderr):
         records = universal_records(data.x, data.y, lengths, source, min_length)
         deltas = result.delta[found & (result.y_true == source) & (result.y_target == target), : config.window]
         if len(records) == 0 or len(deltas) == 0:

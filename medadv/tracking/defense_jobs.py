@@ -33,7 +33,14 @@ from medadv.defenses import (
 from medadv.models import check_victim
 from medadv.options import parse_options
 from medadv.tracking.attack_job import parse_params
-from medadv.tracking.registry import default_model_name, load_generators, load_model, log_victim, register
+from medadv.tracking.registry import (
+    default_model_name,
+    load_generators,
+    load_model,
+    log_victim,
+    pip_requirements,
+    register,
+)
 from medadv.tracking.runs import STEP_TAG, log_dataset, start_step_run
 
 if TYPE_CHECKING:
@@ -92,7 +99,7 @@ def train_generator_set(settings: TrainSettings) -> str:
                     details: dict[str, Any] = dict(trained.details)
                     np.savez_compressed(Path(folder) / "loss_details.npz", **details)
                     mlflow.log_artifact(str(Path(folder) / "loss_details.npz"))
-                mlflow.keras.log_model(trained.model, name="generator")
+                mlflow.keras.log_model(trained.model, name="generator", pip_requirements=pip_requirements())
                 generators[int(class_index)] = trained.model
         test = splits["test"]
         x_adv = generate(generators, test.x, test.y, eps=config.eps, clip_range=test.clip_range)

@@ -29,6 +29,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from medadv.attacks.figures import window_success_figure
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import parse_shard, predict
 from medadv.data import load_dataset, loader_options
@@ -125,13 +126,17 @@ def _describe(run: Run) -> dict[str, object]:
     label = params.get("attack", "")
     if "metric" in params:  # ECGadv Type I's distance
         label += f" {params['metric']}"
+    window = _float(params.get("window"))  # ECGadv Type II's window
+    if math.isfinite(window):
+        label += f" w={window:g}"
     if math.isfinite(eps):
         label += f"@{eps:g}"
     if target:
         label += f" target {target}"
     keys = ("model", "dataset", "split", "attack")
     engine = run.data.tags.get("medadv.engine", "")  # the engine that ran, not the (possibly empty) parameter
-    return {key: params.get(key, "") for key in keys} | {"engine": engine, "eps": eps, "target": target, "label": label}
+    described = {"engine": engine, "eps": eps, "window": window, "target": target, "label": label}
+    return {key: params.get(key, "") for key in keys} | described
 
 
 @dataclass
@@ -373,7 +378,7 @@ class Comparison:
 
 
 _ATTACK_COLUMNS = [
-    "run_id", "model", "dataset", "split", "attack", "engine", "eps", "target", "label",
+    "run_id", "model", "dataset", "split", "attack", "engine", "eps", "window", "target", "label",
     "shards", "missing_shards", "duplicate_ids", *ATTACK_METRICS,
 ]  # fmt: skip
 
@@ -483,6 +488,9 @@ def report_sections(tables: dict[str, pd.DataFrame], rows: list[AttackRow]) -> l
         for a in rows
         if a.success is not None
     }
+    windowed = attacks.dropna(subset=["window"]).rename(columns={"attack_success_rate": "success_rate"})
+    for model, runs in windowed.groupby("model"):
+        success[f"{model}: ECGadv Type II success vs window"] = window_success_figure(runs)
     transfer = {}
     if not transfers.empty:
         rates = transfers.drop(columns="source_clean_auc")
@@ -505,7 +513,8 @@ def report_sections(tables: dict[str, pd.DataFrame], rows: list[AttackRow]) -> l
         ),
         Section(
             title="Targeted attacks: success by source and target class",
-            text="Share of the samples of each true class (rows) that the attack moved to each target (columns).",
+            text="Share of the samples of each true class (rows) that the attack moved to each target (columns); "
+            "for ECGadv Type II, the success rate against the window length (a point per run, the mean as a line).",
             figures=success,
         ),
         Section(

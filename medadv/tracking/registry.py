@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 import keras
@@ -23,6 +24,15 @@ def default_model_name(dataset: str, arch: str, suffix: str = "") -> str:
     return f"medadv-{dataset}-{arch}{suffix}"
 
 
+def pip_requirements() -> list[str]:
+    """What MLflow would infer for a medadv Keras model, pinned to this environment.
+
+    Given explicitly: inferring them starts a subprocess that loads the model, about 5 s per model logged.
+    """
+    tensorflow = packages_distributions()["tensorflow"][0]  # tensorflow-cpu, or tensorflow on GPU machines
+    return [f"{name.replace('_', '-')}=={version(name)}" for name in ("mlflow", "keras", "numpy", tensorflow)]
+
+
 def log_victim(model: keras.Model, input_example: np.ndarray) -> str:
     """Log `model` with MLflow's Keras flavour, its signature and input example, as the run's `model`; returns its URI.
 
@@ -34,7 +44,9 @@ def log_victim(model: keras.Model, input_example: np.ndarray) -> str:
     with tempfile.TemporaryDirectory(prefix="medadv-model-") as folder:
         path = Path(folder) / "model"
         path.mkdir()
-        mlflow.keras.save_model(model, str(path), signature=signature, input_example=input_example)
+        mlflow.keras.save_model(
+            model, str(path), signature=signature, input_example=input_example, pip_requirements=pip_requirements()
+        )
         mlflow.log_artifacts(str(path), "model")
     run = mlflow.active_run()
     assert run is not None, "log_victim needs an active run"
