@@ -1,7 +1,6 @@
 """ECGadv through the `attack` entry point: Type II's universal evaluation (table, metrics and figure agree
 with each other and with the attack result), the success-versus-window figure helper, and the study's
-acceptance figures on the real CinC 2017 records (Type I in the test command; Type I and II at the study's
-full settings with `pytest -m study`)."""
+acceptance figures on the real CinC 2017 records (`pytest -m study`: minutes to hours on a CPU)."""
 
 from __future__ import annotations
 
@@ -112,7 +111,7 @@ def assert_study_type1_figures(samples: dict[str, pd.DataFrame], pairs: int) -> 
     assert d_smooth["smooth"] < d_smooth["l2"] and d_smooth["smooth_l2"] < d_smooth["l2"]
 
 
-@pytest.mark.slow
+@pytest.mark.study  # 3 minutes: past what the test command can spend
 def test_type1_on_real_cinc_fools_every_pair_and_smooth_metrics_perturb_more_smoothly(
     real_cinc_victim: str, tracking_server: str
 ) -> None:
