@@ -129,16 +129,21 @@ REAL_CINC = "models:/real-cinc@candidate"
 REAL_CINC_OPTIONS = "length=4500"
 
 
-@pytest.fixture(scope="session")
-def real_cinc_victim(shared_data: Path, tracking_server: str) -> str:
-    """A small ECG ResNet (6 blocks x 16 filters) trained through `train` on the real CinC 2017 records
-    cropped to 15 s, registered as `real-cinc`; returns the data folder."""
+def train_real_cinc(shared_data: Path, tracking_server: str, model_name: str, data_options: str = "") -> str:
+    """Train the small ECG ResNet (6 blocks x 16 filters) through `train` on the real CinC 2017 records and
+    register it as `model_name`; returns the data folder."""
     from medadv.tracking.train_job import TrainSettings, train
 
     data_dir = str(shared_data / "cinc2017")
     train(
-        TrainSettings(dataset="cinc2017", data_dir=data_dir, data_options=REAL_CINC_OPTIONS, arch="ecg_resnet",
-                      arch_options="num_blocks=6,base_filters=16", epochs=25, batch_size=16, model_name="real-cinc"),
+        TrainSettings(dataset="cinc2017", data_dir=data_dir, data_options=data_options, arch="ecg_resnet",
+                      arch_options="num_blocks=6,base_filters=16", epochs=25, batch_size=16, model_name=model_name),
         tracking_server, EXPERIMENT,
     )  # fmt: skip
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def real_cinc_victim(shared_data: Path, tracking_server: str) -> str:
+    """The small ResNet on the real records cropped to 15 s, registered as `real-cinc`; returns the data folder."""
+    return train_real_cinc(shared_data, tracking_server, "real-cinc", REAL_CINC_OPTIONS)

@@ -10,13 +10,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXPERIMENT, REAL_CINC, REAL_CINC_OPTIONS
+from conftest import EXPERIMENT, REAL_CINC, REAL_CINC_OPTIONS, train_real_cinc
 
 from medadv.attacks import AttackError
 from medadv.attacks.figures import window_success_figure
 from medadv.attacks.result import AttackResult
 from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.train_job import TrainSettings, train
 
 CLASSES = ("A", "N", "O", "~")
 # Power limits opened: the tiny victim's windows succeed only well above the study's power of about 1.
@@ -124,16 +123,9 @@ def test_type1_on_real_cinc_fools_every_pair_and_smooth_metrics_perturb_more_smo
 
 @pytest.fixture(scope="module")
 def study_cinc_victim(shared_data: Path, tracking_server: str) -> str:
-    """The small ResNet of the test command's victim (6 blocks x 16 filters: 5.6 ms per record for a
-    forward+backward pass on 2 CPU cores) trained on the real records at the study's 30 s (9000 samples),
-    registered as `study-cinc`."""
-    data_dir = str(shared_data / "cinc2017")
-    train(
-        TrainSettings(dataset="cinc2017", data_dir=data_dir, arch="ecg_resnet",
-                      arch_options="num_blocks=6,base_filters=16", epochs=25, batch_size=16, model_name="study-cinc"),
-        tracking_server, EXPERIMENT,
-    )  # fmt: skip
-    return data_dir
+    """The same small ResNet (5.6 ms per record for a forward+backward pass on 2 CPU cores) at the study's
+    30 s (9000 samples), registered as `study-cinc`."""
+    return train_real_cinc(shared_data, tracking_server, "study-cinc")
 
 
 @pytest.mark.study
