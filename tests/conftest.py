@@ -135,8 +135,9 @@ def train_real_cinc(shared_data: Path, tracking_server: str, model_name: str, da
     from medadv.tracking.train_job import TrainSettings, train
 
     data_dir = str(shared_data / "cinc2017")
+    # medadv's wide ResNet: Andreotti's Flatten head (18k features at 15 s) overfits the 141 training records
     train(
-        TrainSettings(dataset="cinc2017", data_dir=data_dir, data_options=data_options, arch="ecg_resnet",
+        TrainSettings(dataset="cinc2017", data_dir=data_dir, data_options=data_options, arch="ecg_resnet_wide",
                       arch_options="num_blocks=6,base_filters=16", epochs=25, batch_size=16, model_name=model_name),
         tracking_server, EXPERIMENT,
     )  # fmt: skip

@@ -71,6 +71,14 @@ def test_targeted_attack_on_ecg_reports_success_per_target(victims: dict[str, st
     assert {"figures/ecg_overlays.png", "figures/perturbations.png"} <= {
         a.path for a in client.list_artifacts(run_id, "figures")
     }
+    # every ECG attack run: neurokit2's reading of each record, clean vs adversarial, in samples.parquet and metrics
+    table = pd.read_parquet(client.download_artifacts(run_id, "samples.parquet"))
+    metrics = client.get_run(run_id).data.metrics
+    assert {"beats_matched", "heart_rate_bpm_change", "quality_adv", "snr_db", "max_jump_mv"} <= set(table.columns)
+    assert table["beats"].min() >= 1 and table["beats_matched"].between(0, 1).all()
+    assert metrics["max_jump_mv_mean"] == pytest.approx(table["max_jump_mv"].mean())
+    stealthy = table["success"].astype(bool) & table["clinically_unchanged"].astype(bool)
+    assert metrics["stealthy_success_rate"] == pytest.approx(stealthy.mean())
 
 
 def test_a_run_killed_after_its_first_batches_resumes_to_the_uninterrupted_result(
@@ -115,7 +123,7 @@ def test_a_run_killed_after_its_first_batches_resumes_to_the_uninterrupted_resul
     [
         ({"attack": "magic"}, "unknown attack 'magic'"),
         ({"attack_params": "eps=-0.1"}, "eps"),
-        ({"attack_params": "eps=0.1,eps_step=0.5"}, "eps_step"),
+        ({"attack_params": "eps=0.1,eps_step=-0.5"}, "eps_step"),
         ({"attack_params": "eps=0.1,target=7"}, "target class 7 is out of range"),
         ({"attack_params": "radius=3"}, "pgd has no parameter radius"),
         ({"shard": "3/2"}, "shard '3/2' is out of range"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -40,15 +41,16 @@ TABLE: list[tuple[str, str, Callable[[float], dict[str, Any]], tuple[float | Non
     ("pgd", "art", lambda e: {"eps": e, "eps_step": e / 4, "max_iter": 5}, (0.8, 0.8)),
     ("pgd", "native", lambda e: {"norm": "2", "eps": 16 * e, "eps_step": 4 * e, "max_iter": 5}, (0.8, 0.8)),
     ("deepfool", "art", lambda e: {"max_iter": 10}, (0.8, 0.8)),
+    ("deepfool", "native", lambda e: {"max_iter": 10}, (0.8, 0.8)),
     (
         "cw_l2",
-        "art",
-        lambda e: {"binary_search_steps": 1, "max_iter": 5, "learning_rate": 0.1, "initial_const": 1.0},
+        "native",
+        lambda e: {"binary_search_steps": 2, "max_iter": 10, "learning_rate": 0.1, "initial_const": 10.0},
         (0.5, 0.0),
     ),
     (
         "cw_linf",
-        "art",
+        "native",
         lambda e: {
             "max_iter": 3,
             "learning_rate": 0.1,
@@ -58,6 +60,32 @@ TABLE: list[tuple[str, str, Callable[[float], dict[str, Any]], tuple[float | Non
         },
         (0.0, 0.0),
     ),
+    ("apgd", "native", lambda e: {"eps": e, "eps_step": e / 4, "max_iter": 5, "num_random_init": 1}, (0.8, 0.8)),
+    ("apgd", "art", lambda e: {"eps": e, "eps_step": e / 4, "max_iter": 5, "num_random_init": 1}, (0.8, 0.8)),
+    (
+        "autoattack",
+        "native",
+        lambda e: {"eps": e, "eps_step": e / 4, "max_iter": 5, "num_random_init": 1, "square_max_iter": 10},
+        (0.8, 0.8),
+    ),
+    (
+        "cw_l2",
+        "art",
+        lambda e: {"binary_search_steps": 1, "max_iter": 5, "learning_rate": 0.01, "initial_const": 100.0},
+        (0.5, 0.5),
+    ),
+    (
+        "cw_linf",
+        "art",
+        lambda e: {
+            "max_iter": 10,
+            "learning_rate": 0.2,
+            "initial_const": 1.0,
+            "largest_const": 2.0,
+            "decrease_factor": 0.1,
+        },
+        (0.5, 0.5),
+    ),
     (
         "autoattack",
         "art",
@@ -66,7 +94,7 @@ TABLE: list[tuple[str, str, Callable[[float], dict[str, Any]], tuple[float | Non
     ),
     ("square", "art", lambda e: {"eps": e, "max_iter": 10}, (0.0, None)),
     ("hopskipjump", "art", lambda e: {"max_iter": 2, "max_eval": 50, "init_eval": 10, "init_size": 10}, (0.5, 0.5)),
-    ("universal", "art", lambda e: {"eps": e, "max_iter": 1, "attacker": "fgsm"}, (0.0, 0.0)),
+    ("universal", "art", lambda e: {"eps": e, "max_iter": 1, "attacker": "deepfool"}, (0.0, 0.3)),
 ]
 
 
@@ -115,6 +143,10 @@ def test_attack_table(victims, victim, name, engine, settings, min_success) -> N
         delta = (x_adv - x).reshape(len(x), -1)
         size = np.abs(delta).max(axis=1) if config.norm == "inf" else np.linalg.norm(delta, axis=1)
         assert size.max() <= config.eps * (1 + 1e-5) + 1e-6
+    delta = (x_adv - x).reshape(len(x), -1)
+    assert np.abs(delta).max() > 0, "the attack returned its input unchanged"
+    if name == "cw_linf":  # ART's C&W L-inf keeps only iterates below its starting bound tau = 1
+        assert np.abs(delta).max() < 1.0
     y_adv = np.asarray(model(x_adv)).argmax(axis=1)
     assert np.mean(y_adv != y) >= expected
 
@@ -137,8 +169,10 @@ def test_pgd_fools_the_tiny_image_model(tiny_image_model, tiny_image_data) -> No
         ("image", {"norm": "2", "eps": 8.0, "eps_step": 2.0, "max_iter": 5, "num_random_init": 0}),
         ("ecg", {"norm": "inf", "eps": 1.0, "eps_step": 0.25, "max_iter": 5, "num_random_init": 1, "target": 1}),
         ("image", {"norm": "2", "eps": 16.0, "eps_step": 4.0, "max_iter": 5, "num_random_init": 1}),
+        # Grad-Attacks: ART's PGD defaults (eps_step 0.1, no random start) at eps 0.01 to 0.1: a step over eps
+        ("image", {"norm": "inf", "eps": 1.0, "eps_step": 3.0, "max_iter": 5, "num_random_init": 0}),
     ],
-    ids=["fgsm-inf", "fgsm-2", "bim-inf", "bim-2", "pgd-inf-targeted", "pgd-2"],
+    ids=["fgsm-inf", "fgsm-2", "bim-inf", "bim-2", "pgd-inf-targeted", "pgd-2", "pgd-step-over-eps"],
 )
 def test_native_matches_art(victims, victim, params) -> None:  # type: ignore[no-untyped-def]
     """Same inputs and seed: both engines draw the same random start and take the same steps (eps in victim units)."""
@@ -154,6 +188,8 @@ def test_native_matches_art(victims, victim, params) -> None:  # type: ignore[no
         attack = make_attack(name, model, config, data.clip_range, 16, engine)
         outputs[engine] = attack.generate(x, y, target)
     np.testing.assert_allclose(outputs["native"], outputs["art"], atol=1e-5)
+    if config.norm == "inf":
+        assert np.abs(outputs["native"] - x).max() <= config.eps + 1e-6
     y_target = np.full(len(x), -1) if target is None else target
     success = {
         engine: attack_success(y, np.asarray(model(x_adv)).argmax(axis=1), y_target)
@@ -192,6 +228,10 @@ def test_targeted_attack_reports_success_per_target(tiny_ecg_model, tiny_ecg_dat
     assert metrics["attack_success_rate"] == pytest.approx(np.mean(result.y_adv == result.y_target))
 
 
+def test_deepfool_runs_the_studys_100_iterations_by_default() -> None:
+    assert parse_config("deepfool", {}).max_iter == 100  # type: ignore[attr-defined]  # ART's default, as Grad-Attacks
+
+
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
@@ -199,7 +239,7 @@ def test_targeted_attack_reports_success_per_target(tiny_ecg_model, tiny_ecg_dat
         ("pgd", {"epsilon": "0.1"}, "pgd has no parameter epsilon; its parameters are eps, eps_step"),
         ("pgd", {"max_iter": "1.5"}, "max_iter='1.5' is not a valid int"),
         ("pgd", {"eps": "-0.1", "eps_step": "0.01"}, "eps must be a finite number >= 0"),
-        ("pgd", {"eps": "0.1", "eps_step": "0.2"}, r"eps_step must be in \(0, eps=0.1\]"),
+        ("pgd", {"eps": "0.1", "eps_step": "0"}, "eps_step must be a finite number > 0"),
         ("bim", {"max_iter": "0"}, "max_iter must be >= 1"),
         ("fgsm", {"norm": "1"}, "norm '1' is not supported"),
         ("fgsm", {"target": "2"}, "target class 2 is out of range for a model with 2 classes"),
@@ -215,8 +255,8 @@ def test_bad_settings_fail_before_compute(tiny_image_model, name, params, messag
 
 
 def test_bad_engine_and_victim_fail_before_compute(tiny_image_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(AttackError, match="deepfool has no engine 'native'; choose one of art"):
-        make_attack("deepfool", tiny_image_model, parse_config("deepfool", {}), (0.0, 1.0), 8, "native")
+    with pytest.raises(AttackError, match="deepfool has no engine 'gpu'; choose one of native, art"):
+        make_attack("deepfool", tiny_image_model, parse_config("deepfool", {}), (0.0, 1.0), 8, "gpu")
     with pytest.raises(ModelError, match=r"takes inputs of shape \(16, 16, 1\), the data has shape \(256, 1\)"):
         make_attack("fgsm", tiny_image_model, parse_config("fgsm", {}), (0.0, 1.0), 8, input_shape=(256, 1))
     attack = make_attack("fgsm", tiny_image_model, parse_config("fgsm", {}), (0.0, 1.0), 8)
@@ -254,7 +294,7 @@ def test_parse_shard(text: str, expected: tuple[int, int] | None) -> None:
 
 def test_select_samples_is_deterministic_and_shards_partition(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]
     def select(shard: tuple[int, int]) -> Dataset:
-        return select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=20, only_correct=True, shard=shard, seed=5)
+        return select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=20, selection="correct", shard=shard, seed=5)
 
     whole = select((0, 1))
     assert len(whole) == 20
@@ -263,7 +303,7 @@ def test_select_samples_is_deterministic_and_shards_partition(tiny_ecg_model, ti
     shards = [select((i, 3)) for i in range(3)]
     assert [len(s) for s in shards] == [7, 7, 6]
     assert sorted(np.concatenate([s.ids for s in shards])) == sorted(whole.ids)
-    other_seed = select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=20, only_correct=True, seed=6)
+    other_seed = select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=20, selection="correct", seed=6)
     assert set(other_seed.ids) != set(whole.ids)
 
 
@@ -277,10 +317,35 @@ def test_first_per_class_takes_the_first_of_each_class_in_order() -> None:
 
 
 def test_select_samples_per_class_keeps_the_first_correct_samples_of_each_class(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]
-    chosen = select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=None, only_correct=True, per_class=(3, 2))
+    chosen = select_samples(tiny_ecg_model, tiny_ecg_data, num_samples=None, selection="correct", per_class=(3, 2))
     correct = np.flatnonzero(np.asarray(tiny_ecg_model(tiny_ecg_data.x)).argmax(axis=1) == tiny_ecg_data.y)
     expected = np.sort(np.concatenate([correct[tiny_ecg_data.y[correct] == c][:n] for c, n in ((0, 3), (1, 2))]))
     np.testing.assert_array_equal(chosen.ids, tiny_ecg_data.ids[expected])
+
+
+def test_selection_per_study(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]
+    flipped = tiny_ecg_data.y.copy()
+    flipped[:4] = (flipped[:4] + 1) % 4  # four samples the model now gets wrong
+    data = dataclasses.replace(tiny_ecg_data, y=flipped)
+    correct = np.asarray(tiny_ecg_model(data.x)).argmax(axis=1) == data.y
+
+    def select(selection: str, num_samples: int | None, seed: int = 0) -> Dataset:
+        return select_samples(tiny_ecg_model, data, num_samples=num_samples, selection=selection, seed=seed)
+
+    # Grad-Attacks: num_samples / num_classes of each class, whether classified correctly or not, seeded.
+    balanced = select("balanced", 20)
+    assert np.bincount(balanced.y, minlength=4).tolist() == [5, 5, 5, 5]
+    np.testing.assert_array_equal(select("balanced", 20).ids, balanced.ids)
+    assert set(select("balanced", 20, seed=1).ids) != set(balanced.ids)
+    # foe: the first and the last num_samples / 2, in data order.
+    np.testing.assert_array_equal(select("first_last", 10).ids, np.concatenate([data.ids[:5], data.ids[-5:]]))
+    # DeepCustom: every sample; ECGadv (the default): the correctly classified only.
+    assert len(select("all", None)) == len(data) and correct.sum() == len(data) - 4
+    np.testing.assert_array_equal(select("correct", None).ids, data.ids[correct])
+    refused = (("best", 4, "unknown selection 'best'"), ("balanced", 0, "num_samples > 0"))
+    for selection, num_samples, message in refused:
+        with pytest.raises(AttackError, match=message):
+            select(selection, num_samples)
 
 
 @pytest.mark.parametrize(
@@ -331,3 +396,19 @@ def test_resumed_run_equals_uninterrupted_run(tiny_image_model, tiny_image_data)
     for field in ("y_true", "y_clean", "y_adv", "y_target", "p_clean", "p_adv"):
         np.testing.assert_array_equal(getattr(joined, field), getattr(expected, field))
     assert (joined.seconds > 0).all() and math.isclose(joined.seconds[0], joined.seconds[5])
+
+
+def test_native_cw_l2_matches_art(tiny_image_model, tiny_image_data) -> None:  # type: ignore[no-untyped-def]
+    """Same inputs: the same samples fooled (within 2 points) and median L2 within 5% of ART's."""
+    x, y = tiny_image_data.x[:12], tiny_image_data.y[:12]
+    config = parse_config(
+        "cw_l2", {"initial_const": "10", "binary_search_steps": "6", "max_iter": "10", "learning_rate": "0.1"}
+    )
+    found = {}
+    for engine in ("native", "art"):
+        attack = make_attack("cw_l2", tiny_image_model, config, tiny_image_data.clip_range, 12, engine)
+        x_adv = attack.generate(x, y, None)
+        fooled = np.asarray(tiny_image_model(x_adv)).argmax(axis=1) != y
+        found[engine] = (fooled, np.median(np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1)[fooled]))
+    assert abs(found["native"][0].mean() - found["art"][0].mean()) <= 0.02 and found["native"][0].all()
+    assert found["native"][1] == pytest.approx(found["art"][1], rel=0.05)

@@ -106,3 +106,11 @@ def test_small_resnet_trained_on_real_records_beats_the_majority_baseline(
     accuracy = np.mean(model.predict(x, verbose=0).argmax(1) == y)
     majority = np.bincount(y).max() / len(y)
     assert accuracy > majority, f"accuracy {accuracy:.3f} <= majority baseline {majority:.3f}"
+
+
+def test_mv_per_unit_brings_a_preprocessed_record_back_to_mv(synthetic: Path) -> None:
+    data = cinc2017.load(synthetic, length=9000)
+    raw = scipy.io.loadmat(synthetic / f"{data.ids[0]}.mat")["val"][0, :9000].astype(np.float64)
+    millivolts = data.x[0, : data.lengths[0], 0] * data.mv_per_unit[0]
+    np.testing.assert_allclose(millivolts, (raw - raw.mean()) / cinc2017.GAIN_PER_MV, atol=1e-5)
+    assert data.fs_hz == cinc2017.FS_HZ and len(data.subset(np.array([1, 2])).mv_per_unit) == 2

@@ -82,6 +82,11 @@ def test_fgsm_robust_model_is_registered_with_its_threat_model(mnist_victim: str
         "medadv-mnist-mnist_dense-robust-fgsm", "candidate"
     )
     assert version.run_id == run_id and "robust_accuracy_fgsm" in version.tags
+    run = mlflow.MlflowClient(tracking_server).get_run(run_id)
+    assert run.data.tags["medadv.robust_trainer"] == "gf" and run.data.params["trainer"] == "gf"  # DeepCustom's
+    # the study's evaluation (test data crafted against the victim) beside the white-box one
+    assert {"robust_accuracy", "robust_accuracy_victim_crafted"} <= set(run.data.metrics)
+    assert "robust_accuracy_fgsm_victim_crafted" in version.tags
 
 
 @pytest.mark.slow
@@ -123,6 +128,7 @@ def test_real_mnist_dgn_attack_and_dgn_robust_training_log_the_study_figures(
     [
         ({"mode": "robust", "method": "magic"}, "unknown robust method 'magic'"),
         ({"mode": "robust", "method": "pgd"}, "needs --victim"),
+        ({"mode": "robust", "method": "pgd", "trainer": "madry"}, "unknown robust trainer 'madry'"),
         ({"mode": "generator", "victim": "models:/tiny-mnist@candidate", "generator_loss": "l1"}, "loss"),
         ({"mode": "sideways"}, "unknown mode 'sideways'"),
     ],

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from medadv.attacks.art_attacks import ArtFGSM
 from medadv.attacks.native import PGD, FGSMConfig, PGDConfig
 from medadv.data.base import Dataset
 from medadv.defenses import (
@@ -14,6 +15,7 @@ from medadv.defenses import (
     DefenseError,
     RobustTraining,
     initial_model,
+    train_gf,
     train_on_adversarial_data,
     train_with_art,
     train_with_online_pgd,
@@ -64,12 +66,14 @@ def _robust(method: str, victim: keras.Model, data: Dataset, x_adv: np.ndarray) 
         return train_on_adversarial_data(victim, data.x, data.y, x_adv, config)
     if method == "online_pgd":
         return train_with_online_pgd(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config)
+    if method == "gf_pgd":
+        return train_gf(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config)
     if method == "art_fgsm":
         return train_with_art(victim, data.x, data.y, FGSMConfig(eps=0.26), data.clip_range, config)
     return train_with_art(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config, transfer=False)
 
 
-@pytest.mark.parametrize("method", ["adversarial_data", "online_pgd", "art_fgsm", "art_pgd_fresh"])
+@pytest.mark.parametrize("method", ["adversarial_data", "gf_pgd", "online_pgd", "art_fgsm", "art_pgd_fresh"])
 def test_adversarial_training_raises_accuracy_on_adversarial_data(
     method: str, tiny_image_model: keras.Model, tiny_image_data: Dataset
 ) -> None:
@@ -86,6 +90,20 @@ def test_adversarial_training_raises_accuracy_on_adversarial_data(
     assert len(robust.losses) == 4
     after = accuracy(robust.model, x_adv_test, test.y)
     assert after >= before + 0.3, f"{method}: accuracy on adversarial data {before:.2f} -> {after:.2f}"
+
+
+def test_gf_trains_the_mixed_loss_on_art_pairs_crafted_once_against_the_victim(
+    tiny_image_model: keras.Model, tiny_image_data: Dataset
+) -> None:
+    """DeepCustom's gf trainer: ART's FGSM on the victim, labelled by the victim's predictions, then the mixed loss."""
+    data = tiny_image_data.subset(slice(0, 32))
+    config = AdversarialTrainingConfig(epochs=2, batch_size=16)
+    gf = train_gf(tiny_image_model, data.x, data.y, FGSMConfig(eps=0.2), data.clip_range, config)
+    x_adv = ArtFGSM(tiny_image_model, FGSMConfig(eps=0.2), data.clip_range, 16).art.generate(data.x)
+    pairs = train_on_adversarial_data(tiny_image_model, data.x, data.y, x_adv, config)
+    assert gf.losses == pytest.approx(pairs.losses, rel=1e-5)
+    for mine, expected in zip(gf.model.get_weights(), pairs.model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from medadv.attacks.dgn import (
     GeneratorConfig,
     eps_ball_clip,
     generate,
+    generator_optimizer,
     train_generator,
 )
 from medadv.attacks.dgn_losses import (
@@ -105,7 +106,7 @@ def test_generator_refuses_bad_shapes() -> None:
         (0, 2, 2, 2, 0.0),  # only passing samples activate it
         (1, 1, 4, 2, 1 / 3),  # (1/4) / (1/4 + 1/2)
         (0, 0, 2, 2, 0.0),  # never active
-        (3, 0, 3, 0, 1.0),  # no passing samples at all
+        (3, 0, 3, 0, 0.0),  # no passing samples at all: 0, as DeepCustom's Neuron.py
         (0, 3, 0, 3, 0.0),  # no failing samples at all
     ],
 )
@@ -237,6 +238,47 @@ def test_suspiciousness_loss_by_hand() -> None:
     assert set(loss.details()) == {"tarantula_hidden", "suspicious_hidden"}
 
 
+def conv_victim() -> keras.Model:
+    """2x2x1 images -> 1x1 conv with 3 maps (z_c = w_c x, w = 1, 2, 4) -> Flatten -> 2 dense units (z_0 = the sum of
+    the 12 conv outputs, z_1 = half of it) -> logits: pre-activations follow by hand for positive images."""
+    inputs = keras.Input((2, 2, 1))
+    conv = layers.Conv2D(3, 1, activation="relu", use_bias=False, name="conv")(inputs)
+    hidden = layers.Dense(2, activation="relu", use_bias=False, name="hidden")(layers.Flatten()(conv))
+    model = keras.Model(inputs, classifier_head(hidden, 2))
+    model.get_layer("conv").set_weights([np.array([1.0, 2.0, 4.0], np.float32).reshape(1, 1, 1, 3)])
+    model.get_layer("hidden").set_weights([np.tile(np.array([[1.0, 0.5]], np.float32), (12, 1))])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        # per sample d = mean(x) - mean(g) = -0.25, 0.5 and s = sum(x) - sum(g) = -1, 2. Suspicious: maps 1, 2 and
+        # dense unit 0. study (Suspicious/RobustCIFAR/CustomLosses.py): maps averaged, batch summed, except Dn:
+        # Cs = (3 * -0.25) + (3 * 0.5) = 0.75, Cn = 0.25 + 0.5, Ds = 7 * -1 + 7 * 2 = 7, Dn = mean(3.5, 7) = 5.25
+        ("study", 0.5 * 0.75 + 0.01 * 0.75 + 0.5 * 7 + 0.01 * 5.25),
+        # uniform: maps summed, batch averaged: lowered = mean(6 * -0.25 - 7, 6 * 0.5 + 14), changed likewise
+        ("uniform", 0.5 * np.mean([-8.5, 17.0]) + 0.5 * np.mean([0.25 + 3.5, 0.5 + 7.0])),
+    ],
+)
+def test_suspiciousness_loss_on_a_conv_victim_by_hand(form: str, expected: float) -> None:
+    units = Suspiciousness(0, ("conv", "hidden"), (np.zeros(3), np.zeros(2)), (np.array([1, 2]), np.array([0])), 1, 1)
+    loss = SuspiciousnessLoss(conv_victim(), units, alpha=0.9, form=form)
+    x = tf.constant(np.stack([np.full((2, 2, 1), 0.5), np.full((2, 2, 1), 1.0)]), tf.float32)
+    g = tf.constant(np.stack([np.full((2, 2, 1), 0.75), np.full((2, 2, 1), 0.5)]), tf.float32)
+    mse = (0.25**2 + 0.5**2) / 2
+    assert float(loss(x, g)) == pytest.approx(0.9 * expected + 0.1 * mse, rel=1e-6)
+
+
+def test_generator_learning_rate_is_constant_as_the_study_ran() -> None:
+    optimizer = generator_optimizer(GeneratorConfig(learning_rate=1e-3))
+    optimizer.iterations.assign(5000)
+    assert float(optimizer.learning_rate) == pytest.approx(1e-3)
+    decayed = generator_optimizer(GeneratorConfig(learning_rate=1e-3, decay_rate=0.9))
+    decayed.iterations.assign(5000)
+    assert float(decayed.learning_rate) == pytest.approx(1e-3 * 0.9**5)
+
+
 # -- training -------------------------------------------------------------------------------------------------------
 
 
@@ -266,6 +308,7 @@ def test_ecg_generator_trains_with_the_nce_loss() -> None:
     [
         ({"loss": "l2"}, "unknown generator loss"),
         ({"relevance_rule": "deeplift"}, "unknown relevance rule"),
+        ({"suspiciousness_form": "mnist"}, "unknown suspiciousness form"),
         ({"alpha": 1.5}, "alpha"),
         ({"epochs": 0}, "epochs"),
         ({"spectra_class": 7}, "spectra_class"),

@@ -220,18 +220,21 @@ def last_sample_model(length: int) -> keras.Model:
 
 def test_universal_evaluation_counts_on_a_hand_built_case() -> None:
     length, positions, seed = 16, 50, 3
-    records = np.tile(np.array([1.0, -1.0] * 8, dtype=np.float32)[None, :, None], (3, 1, 1))  # last sample -1
+    # Records of amplitude 0.1 (last sample -0.1): only z-scoring lifts a spike on them above the threshold of 2.
+    records = np.tile(np.array([0.1, -0.1] * 8, dtype=np.float32)[None, :, None], (3, 1, 1))
     model = last_sample_model(length)
     spike_at_end = np.zeros(8)
-    spike_at_end[-1] = 8.0  # z-scores to 3.35 wherever it lands on the record
+    spike_at_end[-1] = 0.8
     counts = universal_evaluation(model, np.zeros(8), records, positions=positions, apply_device_filter=False).counts
     np.testing.assert_array_equal(counts, [3 * positions, 0])
     # a half-length window starts in [0, 8): its last sample never reaches the record's last sample
     counts = universal_evaluation(model, spike_at_end, records, positions=positions, apply_device_filter=False).counts
     np.testing.assert_array_equal(counts, [3 * positions, 0])
-    # a full-length spike at index 3 lands on the last sample for offset 12 of the 16 circular offsets
+    # a full-length spike at index 3 lands on the last sample for offset 12 of the 16 circular offsets; there the
+    # record is 0.7 (below 2), which z-scores to (0.7 - 0.05) / sqrt(0.04 - 0.05^2) = 3.36 (mean 0.8 / 16,
+    # mean square (15 x 0.01 + 0.49) / 16)
     full = np.zeros(length)
-    full[3] = 8.0
+    full[3] = 0.8
     result = universal_control(model, full, records, positions=positions, seed=seed)
     hits = int(np.sum(np.random.default_rng(seed).integers(0, length, size=(3, positions)) == 12))
     assert hits > 0

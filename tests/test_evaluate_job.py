@@ -13,14 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medadv.attacks.result import AttackResult
+from medadv.defenses.ecg_filters import defense_verdict
 from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.evaluate_job import ATTACK_METRICS, EvaluateError, EvaluateSettings, evaluate
+from medadv.tracking.evaluate_job import (
+    ATTACK_METRICS,
+    DEFENSE_METRICS,
+    PLAUSIBILITY_METRICS,
+    EvaluateError,
+    EvaluateSettings,
+    evaluate,
+)
 from medadv.tracking.gradcam_job import GradcamSettings, gradcam
 
 EXPERIMENT = "evaluate-tests"  # its own experiment: the report covers exactly the runs made here
 TABLES = (
     "attacks", "robustness", "robustness_transfer", "success_matrices", "transfer", "transfer_matrix", "heatmaps",
-    "models", "missing", "skipped",
+    "models", "missing", "skipped", "ecg_plausibility", "ecg_defenses",
 )  # fmt: skip
 
 
@@ -29,6 +38,9 @@ class Runs:
     whole: str  # FGSM eps 0.1 on 12 samples, unsharded, replayed on the registered version
     parent: str  # the same attack in shards 0/2 and 1/2 under this parent
     overlap_parent: str  # two "shards" holding the same samples
+    rerun_parent: str  # hand-made shards: 0/2 run twice (the newer fools both samples, the older none), 1/2 once
+    superseded: str  # the older run of shard 0/2, created last
+    rerun: str  # the newer run of shard 0/2
     half_parent: str  # FGSM eps 0.2: shard 0/2 finished, shard 1/2 failed
     failed: str
     targeted: str  # ECG PGD towards every other class
@@ -59,9 +71,10 @@ def _logged_run(
     status: str = "FINISHED",
     metrics: dict[str, float] | None = None,
     artifact: str | None = None,
+    start_time: int | None = None,
 ) -> str:
     """An attack run written directly, for what the entry point never leaves behind (failures, launcher bugs)."""
-    run_id = client.create_run(experiment_id, tags={"medadv.step": "attack"}).info.run_id
+    run_id = client.create_run(experiment_id, start_time=start_time, tags={"medadv.step": "attack"}).info.run_id
     client.log_batch(
         run_id,
         params=[mlflow.entities.Param(key, value) for key, value in params.items()],
@@ -71,6 +84,18 @@ def _logged_run(
         client.log_artifact(run_id, artifact)
     client.set_terminated(run_id, status=status)
     return run_id
+
+
+def _hand_made_npz(folder: Path, ids: list[str], *, fooled: bool) -> str:
+    """attack_result.npz of two 8x8 images of classes 0 and 1, both misclassified after the attack or neither."""
+    folder.mkdir()
+    x = np.zeros((2, 8, 8, 1), dtype=np.float32)
+    y_true = np.array([0, 1])
+    result = AttackResult(
+        x=x, x_adv=x + 0.1, ids=np.array(ids), y_true=y_true, y_clean=y_true, y_adv=1 - y_true if fooled else y_true,
+        y_target=np.full(2, -1), p_clean=np.ones(2), p_adv=np.ones(2), seconds=np.ones(2),
+    )  # fmt: skip
+    return str(result.save(folder / "attack_result.npz"))
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +123,19 @@ def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest
     for shard in ("0/2", "1/2"):
         params = whole_params | {"shard": shard, "parent_run_id": overlap_parent}
         _logged_run(client, experiment_id, params, artifact=whole_npz)
+    # Shard 0/2 run twice: the newer run (by start time; created first here) must win over the older.
+    rerun_parent = parent_run()
+    folder = tmp_path_factory.mktemp("rerun")
+    rerun_params = whole_params | {"parent_run_id": rerun_parent, "transfer_to": "", "eps": "0.25"}
+    rerun = _logged_run(client, experiment_id, rerun_params | {"shard": "0/2"},
+                        artifact=_hand_made_npz(folder / "new", ["a", "b"], fooled=True))  # fmt: skip
+    _logged_run(client, experiment_id, rerun_params | {"shard": "1/2"},
+                artifact=_hand_made_npz(folder / "other", ["c", "d"], fooled=False))  # fmt: skip
+    superseded = _logged_run(
+        client, experiment_id, rerun_params | {"shard": "0/2"},
+        artifact=_hand_made_npz(folder / "old", ["a", "b"], fooled=False),
+        start_time=client.get_run(rerun).info.start_time - 60_000,
+    )  # fmt: skip
     # Shard 0/2 finished, its sibling 1/2 (same parameters) failed.
     half_parent = parent_run()
     half = _fgsm_settings(victims, "", attack_params="eps=0.2", shard="0/2", parent_run_id=half_parent)
@@ -105,7 +143,7 @@ def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest
     failed = _logged_run(client, experiment_id, half_params | {"shard": "1/2"}, status="FAILED")
     targeted = attack(
         AttackSettings(model="models:/tiny-cinc@candidate", dataset="cinc2017", data_dir=victims["ecg"],
-                       data_options="length=600", attack="pgd", num_samples=2,
+                       data_options="length=600", attack="pgd", num_samples=2, defense="bandpass",
                        attack_params="eps=1.0,eps_step=0.25,max_iter=5,target=-1"),
         tracking_server, EXPERIMENT,
     )  # fmt: skip
@@ -128,7 +166,8 @@ def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest
         evaluate_id = evaluate(EvaluateSettings(), tracking_server, EXPERIMENT)
     local = Path(client.download_artifacts(evaluate_id, "", str(tmp_path_factory.mktemp("evaluate"))))
     return Runs(
-        whole=whole, parent=parent, overlap_parent=overlap_parent, half_parent=half_parent, failed=failed,
+        whole=whole, parent=parent, overlap_parent=overlap_parent, rerun_parent=rerun_parent, superseded=superseded,
+        rerun=rerun, half_parent=half_parent, failed=failed,
         targeted=targeted, gradcam=gradcam_run, lacking=lacking, windows=windows, evaluate=evaluate_id,
         report=printed.getvalue().strip().splitlines()[-1],
         tables={name: pd.read_parquet(local / "tables" / f"{name}.parquet") for name in TABLES},
@@ -189,6 +228,16 @@ def test_every_table_matches_the_runs_logged_metrics_and_artifacts(runs: Runs, t
         logged_transfer.loc[target, "transfer_success_rate"]
     )  # the mean of the unsharded and the merged run, which are equal
 
+    logged = client.get_run(runs.targeted).data.metrics  # the ECG run: clinical plausibility, defended by a band-pass
+    plausibility = runs.tables["ecg_plausibility"]
+    assert list(plausibility.index) == [runs.targeted]
+    assert plausibility.loc[runs.targeted, list(PLAUSIBILITY_METRICS)].to_dict() == pytest.approx(
+        {name: logged[name] for name in PLAUSIBILITY_METRICS}, nan_ok=True
+    )
+    defense = runs.tables["ecg_defenses"].loc[runs.targeted]
+    assert defense["defense"] == "bandpass" and defense["adaptive_success_rate"] == logged["attack_success_rate"]
+    assert defense["verdict"] == defense_verdict(*(logged[name] for name in DEFENSE_METRICS))
+
     heatmaps = runs.tables["heatmaps"].set_index(["model", "attack", "eps", "method"])
     logged_heat = client.get_run(runs.gradcam).data.metrics
     row = heatmaps.loc[("models:/tiny-pneumonia@candidate", "fgsm", 0.1, "gradcam")]
@@ -211,10 +260,21 @@ def test_missing_metrics_missing_shards_and_failed_runs_are_listed(runs: Runs) -
     assert runs.tables["attacks"].loc[runs.lacking, "fooling_rate"] == 0.5
     assert not set(missing["run_id"]) & {runs.whole, runs.targeted, runs.gradcam}
 
+    # a shard run twice: the newer run counts, the older is listed as superseded by it
+    rerun = runs.tables["attacks"].loc[runs.rerun_parent]
+    assert (rerun["shards"], rerun["num_samples"], rerun["duplicate_ids"]) == ("2/2", 4, 0)
+    assert rerun["robust_accuracy"] == 0.5  # the newer shard 0/2 fooled both its samples, shard 1/2 neither: 2/4
+    assert rerun["attack_success_rate"] == 0.5 and rerun["fooling_rate"] == 0.5
+    assert skipped_reason(runs, runs.superseded) == f"superseded by run {runs.rerun} of the same shard"
+    assert runs.rerun not in set(runs.tables["skipped"]["run_id"])
+
     half = runs.tables["attacks"].loc[runs.half_parent]
     assert (half["shards"], half["missing_shards"]) == ("1/2", "1")
-    skipped = runs.tables["skipped"].set_index("run_id")
-    assert skipped.loc[runs.failed, "reason"] == "status FAILED"
+    assert skipped_reason(runs, runs.failed) == "status FAILED"
+
+
+def skipped_reason(runs: Runs, run_id: str) -> str:
+    return str(runs.tables["skipped"].set_index("run_id").loc[run_id, "reason"])
 
 
 def test_the_report_embeds_every_figure_and_its_location_is_printed(runs: Runs, tracking_server: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from matplotlib.figure import Figure
 from scipy.ndimage import zoom
 
@@ -35,7 +36,7 @@ def block(shape: tuple[int, ...], index: tuple[slice, ...]) -> np.ndarray:
 
 def test_identical_maps_score_as_unchanged() -> None:
     heatmap = np.linspace(0, 1, 100).reshape(1, 10, 10) ** 2
-    row = heatmap_table(heatmap, heatmap.copy()).iloc[0]
+    row = heatmap_table(heatmap, heatmap.copy(), ssim="skimage").iloc[0]
     assert row["dssim"] == pytest.approx(0.0, abs=1e-12)
     assert row["pearson"] == pytest.approx(1.0)
     assert row["spearman"] == pytest.approx(1.0)
@@ -47,7 +48,7 @@ def test_disjoint_blocks_have_no_overlap_and_a_known_shift() -> None:
     # 10 of 100 pixels each: top 10% is exactly each block. Centres (0.5, 2) and (8.5, 7).
     clean = block((10, 10), (slice(0, 2), slice(0, 5)))
     adv = block((10, 10), (slice(8, 10), slice(5, 10)))
-    row = heatmap_table(clean, adv, iou_top_percent=(10,)).iloc[0]
+    row = heatmap_table(clean, adv, iou_top_percent=(10,), ssim="skimage").iloc[0]
     assert row["iou_top10"] == 0.0
     assert row["com_shift"] == pytest.approx(math.hypot(8.0, 5.0))
     # Centred Pearson of two disjoint 10-pixel indicators on 100 pixels: (0 - 100 * 0.1 * 0.1) / (100 * 0.1 * 0.9).
@@ -65,7 +66,7 @@ def test_centre_of_mass_shift_of_a_moved_block(
     clean_index: tuple[slice, ...], adv_index: tuple[slice, ...], shift: float
 ) -> None:
     shape = (10, 10) if len(clean_index) == 2 else (32,)
-    row = heatmap_table(block(shape, clean_index), block(shape, adv_index)).iloc[0]
+    row = heatmap_table(block(shape, clean_index), block(shape, adv_index), ssim="skimage").iloc[0]
     assert row["com_shift"] == pytest.approx(shift)
 
 
@@ -78,7 +79,7 @@ def test_pearson_and_spearman_of_a_monotone_but_curved_map() -> None:
 
 
 def test_constant_maps_give_hand_computed_dssim_and_undefined_correlations() -> None:
-    row = heatmap_table(np.zeros((1, 8, 8)), np.ones((1, 8, 8))).iloc[0]
+    row = heatmap_table(np.zeros((1, 8, 8)), np.ones((1, 8, 8)), ssim="skimage").iloc[0]
     assert row["dssim"] == pytest.approx(DSSIM_ZERO_VS_ONE)
     assert np.isnan(row["pearson"]) and np.isnan(row["spearman"])
     assert row["iou_top20"] == 0.0  # the zero map has no top region, the other does
@@ -89,7 +90,7 @@ def test_summary_names_and_population_std() -> None:
     same = np.full((1, 8, 8), 0.5)
     clean = np.concatenate([same, np.zeros((1, 8, 8))])
     adv = np.concatenate([same, np.ones((1, 8, 8))])
-    table = heatmap_table(clean, adv, iou_top_percent=(10, 25), ids=["a", "b"])
+    table = heatmap_table(clean, adv, iou_top_percent=(10, 25), ids=["a", "b"], ssim="skimage")
     assert list(table["id"]) == ["a", "b"]
     summary = heatmap_summary(table)
     assert set(summary) == {
@@ -121,10 +122,21 @@ def test_overlay_dssim_mixes_in_the_input_change() -> None:
     maps = rng.uniform(size=(2, 8, 8))
     x_clean = rng.uniform(size=(2, 8, 8, 1))
     x_adv = np.clip(x_clean + rng.normal(0, 0.2, x_clean.shape), 0, 1)
-    on_map = heatmap_table(maps, maps.copy())["dssim"]
-    on_overlay = heatmap_table(maps, maps.copy(), on="overlay", x_clean=x_clean, x_adv=x_adv)["dssim"]
+    on_map = heatmap_table(maps, maps.copy(), ssim="skimage")["dssim"]
+    on_overlay = heatmap_table(maps, maps.copy(), on="overlay", x_clean=x_clean, x_adv=x_adv, ssim="skimage")["dssim"]
     np.testing.assert_allclose(on_map, 0.0, atol=1e-12)
     assert (on_overlay > 0.01).all()
+
+
+def test_dssim_takes_the_studys_tf_ssim_by_default() -> None:
+    """Grad-Attacks' DSSIM: (1 - tf.image.ssim) / 2, an 11x11 Gaussian window; skimage's 7x7 uniform one differs."""
+    rng = np.random.default_rng(1)
+    clean, adv = rng.uniform(size=(2, 2, 24, 24))
+    study = (1 - np.asarray(tf.image.ssim(clean[..., None], adv[..., None], max_val=1.0))) / 2
+    np.testing.assert_allclose(heatmap_table(clean, adv)["dssim"], study, rtol=1e-5)
+    assert not np.allclose(heatmap_table(clean, adv, ssim="skimage")["dssim"], study, rtol=1e-3)
+    with pytest.raises(ValueError, match="at least 11 x 11"):
+        heatmap_table(clean[:, :8, :8], adv[:, :8, :8])
 
 
 @pytest.mark.parametrize(

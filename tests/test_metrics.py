@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from medadv.attacks.result import AttackResult
 from medadv.metrics import (
@@ -55,8 +56,18 @@ def test_psnr_and_ssim() -> None:
     # 10 log10(1 / 0.01) = 20 dB on [0, 1]; 10 log10(4 / 0.01) = 26.02 dB on [-1, 1]; unchanged: +inf
     np.testing.assert_allclose(psnr(x, x_adv, (0.0, 1.0)), [20.0, math.inf])
     np.testing.assert_allclose(psnr(x, x_adv, (-1.0, 1.0))[0], 10 * math.log10(400))
-    values = ssim(x, x_adv, (0.0, 1.0))
+    values = ssim(x, x_adv, (0.0, 1.0), "skimage")
     assert values[1] == pytest.approx(1.0) and values[0] < 1.0
+
+
+def test_ssim_is_the_studys_tf_image_ssim_by_default() -> None:
+    """Grad-Attacks computed SSIM with tf.image.ssim (11x11 Gaussian window, max_val the data range)."""
+    rng = np.random.default_rng(0)
+    x = np.kron(rng.uniform(size=(3, 8, 8, 3)), np.ones((1, 4, 4, 1))).astype(np.float32)  # 4x4 blocks
+    x_adv = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1).astype(np.float32)
+    study = np.asarray(tf.image.ssim(x * 255, x_adv * 255, max_val=255.0))  # the study's 0-255 images
+    np.testing.assert_allclose(ssim(x, x_adv, (0.0, 1.0)), study, rtol=1e-4)
+    assert not np.allclose(ssim(x, x_adv, (0.0, 1.0), "skimage"), study, rtol=1e-2)
 
 
 def _result(x: np.ndarray, x_adv: np.ndarray, y_target: np.ndarray | None = None) -> AttackResult:
@@ -81,7 +92,7 @@ def test_per_sample_table_and_summary_for_images() -> None:
     x_adv[0, 0, 0, 0] = 0.7  # one value changed by 0.2
     x_adv[1] = 0.4  # every value changed by 0.1
     result = _result(x, x_adv)
-    table = per_sample_table(result, (0.0, 1.0))
+    table = per_sample_table(result, (0.0, 1.0), "skimage")  # 8 x 8: too small for tf.image.ssim's window
     assert list(table.columns) == [
         "id", "y_true", "y_clean", "y_adv", "y_target", "success", "p_clean", "p_adv",
         "l0", "l2", "linf", "psnr", "ssim", "seconds",
@@ -92,7 +103,7 @@ def test_per_sample_table_and_summary_for_images() -> None:
     np.testing.assert_allclose(table["psnr"][:2], [10 * math.log10(64 / 0.04), 20.0], rtol=1e-4)
     assert list(table["success"]) == [True, False, False, False]
 
-    metrics = summarize(result, (0.0, 1.0), ("left", "right"))
+    metrics = summarize(result, (0.0, 1.0), ("left", "right"), "skimage")
     assert set(metrics) == {
         "clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean",
         "l2_median", "linf_mean", "linf_max", "psnr_mean", "ssim_mean", "seconds_per_sample", "num_samples",

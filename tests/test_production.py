@@ -116,7 +116,7 @@ def test_attack_then_evaluate_on_the_registered_model_end_to_end(
     attacked = stack.run_step(
         "attack.py", "--model", f"models:/{MODEL}@candidate", "--dataset", "cinc2017", "--data_dir", str(data_dir),
         "--data_options", "length=600", "--attack", "fgsm", "--attack_params", "eps=0.5", "--num_samples", "4",
-        "--only_correct", "false",  # a 2-epoch model may classify few records right: attack them regardless
+        "--selection", "all",  # a 2-epoch model may classify few records right: attack them regardless
         "--experiment", EXPERIMENT, cwd=cwd,
     )  # fmt: skip
     assert attacked.returncode == 0, attacked.stderr[-3000:]

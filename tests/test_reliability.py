@@ -258,7 +258,7 @@ BAD_INPUTS = {
     # command lines and data files
     "unknown train mode": BadInput("train.py", ("--mode", "dance"), "unknown mode 'dance'"),
     "flag of the wrong type": BadInput("train.py", ("--epochs", "many"), "argument --epochs: invalid int value"),
-    "flag not a boolean": BadInput("attack.py", ("--only_correct", "maybe"), "expected true or false, got 'maybe'"),
+    "flag not a boolean": BadInput("train.py", ("--from_scratch", "maybe"), "expected true or false, got 'maybe'"),
     "missing data folder": BadInput(
         "train.py", ("--dataset", "pneumoniamnist", "--data_dir", "{files}/absent"), "data folder for pneumoniamnist"
     ),

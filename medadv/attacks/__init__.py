@@ -1,8 +1,9 @@
 """Attacks by name: a typed settings dataclass and one or two engines for each.
 
 `ATTACKS[name]` is an `AttackSpec`: its config class and its engines, "art" (ART's
-implementation, through `medadv.attacks.art_attacks`) and, for FGSM, BIM and PGD, "native"
-(medadv's fused `tf.function` loop, `medadv.attacks.native`), which is the default where it exists.
+implementation, through `medadv.attacks.art_attacks`) and, for every gradient attack, "native"
+(medadv's batched `tf.function` loops: `native` for FGSM/BIM/PGD, `apgd` for APGD and AutoAttack,
+`carlini` for C&W, `deepfool`), which is the default where it exists.
 Other modules add their attacks with `register` (ECGadv's and the CAE generators' attacks).
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import keras
 
-from medadv.attacks import art_attacks, dgn, ecgadv, native
+from medadv.attacks import apgd, art_attacks, autoattack, carlini, deepfool, dgn, ecgadv, native
 from medadv.attacks.base import Attack, AttackConfig, AttackError
 from medadv.models import check_victim
 
@@ -56,10 +57,13 @@ def register(name: str, config: type[AttackConfig], engines: dict[str, type[Atta
 register("fgsm", native.FGSMConfig, {"native": native.FGSM, "art": art_attacks.ArtFGSM})
 register("bim", native.BIMConfig, {"native": native.BIM, "art": art_attacks.ArtBIM})
 register("pgd", native.PGDConfig, {"native": native.PGD, "art": art_attacks.ArtPGD})
-register("deepfool", art_attacks.DeepFoolConfig, {"art": art_attacks.ArtDeepFool})
-register("cw_l2", art_attacks.CWL2Config, {"art": art_attacks.ArtCWL2})
-register("cw_linf", art_attacks.CWLinfConfig, {"art": art_attacks.ArtCWLinf})
-register("autoattack", art_attacks.AutoAttackConfig, {"art": art_attacks.ArtAutoAttack})
+register("deepfool", deepfool.DeepFoolConfig, {"native": deepfool.DeepFool, "art": art_attacks.ArtDeepFool})
+register("cw_l2", carlini.CWL2Config, {"native": carlini.CarliniL2, "art": art_attacks.ArtCWL2})
+register("cw_linf", carlini.CWLinfConfig, {"native": carlini.CarliniLinf, "art": art_attacks.ArtCWLinf})
+register("apgd", apgd.APGDConfig, {"native": apgd.APGD, "art": art_attacks.ArtAPGD})
+register(
+    "autoattack", art_attacks.AutoAttackConfig, {"native": autoattack.NativeAutoAttack, "art": autoattack.ArtAutoAttack}
+)
 register("square", art_attacks.SquareConfig, {"art": art_attacks.ArtSquare})
 register("hopskipjump", art_attacks.HopSkipJumpConfig, {"art": art_attacks.ArtHopSkipJump})
 register("universal", art_attacks.UniversalConfig, {"art": art_attacks.ArtUniversal})

@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 from art.attacks import EvasionAttack
 from art.attacks.evasion import (
-    AutoAttack,
     AutoProjectedGradientDescent,
     CarliniL2Method,
     CarliniLInfMethod,
@@ -29,10 +28,12 @@ from art.attacks.evasion import (
     SquareAttack,
     UniversalPerturbation,
 )
-from art.attacks.evasion.auto_attack import run_attack
 from art.estimators.classification import TensorFlowV2Classifier
 
-from medadv.attacks.base import Attack, AttackConfig, AttackError
+from medadv.attacks.apgd import APGDConfig
+from medadv.attacks.base import Attack, AttackConfig, AttackError, UntargetedConfig
+from medadv.attacks.carlini import CWL2Config, CWLinfConfig
+from medadv.attacks.deepfool import DeepFoolConfig
 from medadv.attacks.native import BIMConfig, FGSMConfig, LpConfig, PGDConfig, targets_for
 from medadv.models import logits_model
 
@@ -85,91 +86,6 @@ def art_classifier(model: keras.Model, clip_range: tuple[float, float]) -> Tenso
 
 def _art_norm(norm: str) -> float:
     return np.inf if norm == "inf" else float(norm)
-
-
-@dataclass(frozen=True, kw_only=True)
-class UntargetedConfig(AttackConfig):
-    """Settings of an attack that only changes the prediction away from the true class."""
-
-    def validate(self, num_classes: int) -> None:
-        super().validate(num_classes)
-        if self.targeted:
-            raise AttackError("this attack is untargeted only; leave target unset")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeepFoolConfig(UntargetedConfig):
-    """DeepFool (Moosavi-Dezfooli et al. 2016, Alg. 2): steps to the linearised nearest decision boundary of the
-    `nb_grads` most likely classes, then overshoots it by a factor (1 + `overshoot`) (the paper's eta, 0.02).
-    Minimal L2 perturbation, no budget. ART calls the overshoot `epsilon`."""
-
-    max_iter: int = 50
-    overshoot: float = 0.02
-    nb_grads: int = 10
-
-    def validate(self, num_classes: int) -> None:
-        super().validate(num_classes)
-        if self.overshoot < 0:
-            raise AttackError(f"overshoot must be >= 0, got {self.overshoot}")
-        if self.max_iter < 1 or self.nb_grads < 1:
-            raise AttackError(f"max_iter and nb_grads must be >= 1, got {self.max_iter} and {self.nb_grads}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class CarliniConfig(AttackConfig):
-    """Shared settings of Carlini & Wagner's attacks (2017): Adam on the distance plus `const` times the margin
-    loss f6 (eq. 6), which is satisfied once the logit margin exceeds `confidence` (the paper's kappa)."""
-
-    confidence: float = 0.0
-    learning_rate: float = 0.01
-    max_iter: int = 10
-
-    def validate(self, num_classes: int) -> None:
-        super().validate(num_classes)
-        if self.confidence < 0 or self.learning_rate <= 0 or self.max_iter < 1:
-            raise AttackError(
-                f"need confidence >= 0, learning_rate > 0 and max_iter >= 1, got {self.confidence}, "
-                f"{self.learning_rate} and {self.max_iter}"
-            )
-
-
-@dataclass(frozen=True, kw_only=True)
-class CWL2Config(CarliniConfig):
-    """C&W L2 (Carlini & Wagner 2017, sec. V-A): minimal L2 perturbation in tanh space; the constant is found by
-    `binary_search_steps` rounds of binary search from `initial_const`."""
-
-    binary_search_steps: int = 10
-    initial_const: float = 0.01
-
-    def validate(self, num_classes: int) -> None:
-        super().validate(num_classes)
-        if self.binary_search_steps < 1 or self.initial_const <= 0:
-            raise AttackError(
-                f"need binary_search_steps >= 1 and initial_const > 0, got {self.binary_search_steps} "
-                f"and {self.initial_const}"
-            )
-
-
-@dataclass(frozen=True, kw_only=True)
-class CWLinfConfig(CarliniConfig):
-    """C&W L-inf (Carlini & Wagner 2017, sec. V-B): shrinks the L-inf bound tau by `decrease_factor` while the
-    attack still succeeds; the constant grows by `const_factor` from `initial_const` up to `largest_const`."""
-
-    decrease_factor: float = 0.9
-    initial_const: float = 1e-5
-    largest_const: float = 20.0
-    const_factor: float = 2.0
-
-    def validate(self, num_classes: int) -> None:
-        super().validate(num_classes)
-        if not 0 < self.decrease_factor < 1 or self.const_factor <= 1:
-            raise AttackError(
-                f"need 0 < decrease_factor < 1 and const_factor > 1, got {self.decrease_factor} and {self.const_factor}"
-            )
-        if not 0 < self.initial_const <= self.largest_const:
-            raise AttackError(
-                f"need 0 < initial_const <= largest_const, got {self.initial_const} and {self.largest_const}"
-            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,64 +303,22 @@ class ArtCWLinf(ArtAttack):
         )
 
 
-class ArtAutoAttack(ArtAttack):
-    """AutoAttack's components (built here, so their iterations and batch size are ours) run one after the other,
-    each on the samples still not fooled, with ART's own `run_attack`.
-
-    ART's `AutoAttack.generate` imports the optional `multiprocess` package on every call, even
-    without a process pool, so its sequential loop is repeated here instead of calling it.
-    """
-
-    config: AutoAttackConfig
+class ArtAPGD(ArtAttack):
+    config: APGDConfig
 
     def build(self) -> EvasionAttack:
-        config, norm = self.config, _art_norm(self.config.norm)
-        losses = ["cross_entropy"] + (["difference_logits_ratio"] if self.classifier.nb_classes >= 3 else [])
-        components: list[EvasionAttack] = [
-            AutoProjectedGradientDescent(
-                self.classifier,
-                norm=norm,
-                eps=config.eps,
-                eps_step=config.eps_step,
-                max_iter=config.max_iter,
-                nb_random_init=config.num_random_init,
-                batch_size=self.batch_size,
-                loss_type=loss,
-                verbose=False,
-            )
-            for loss in losses
-        ]
-        if len(self.classifier.input_shape) == 3 and self.classifier.clip_values is not None:
-            components.append(
-                SquareAttack(
-                    self.classifier,
-                    norm=norm,
-                    eps=config.eps,
-                    max_iter=config.square_max_iter,
-                    batch_size=self.batch_size,
-                    verbose=False,
-                )
-            )
-        return AutoAttack(
+        return AutoProjectedGradientDescent(
             self.classifier,
-            norm=norm,
-            eps=config.eps,
-            eps_step=config.eps_step,
-            attacks=components,
+            norm=_art_norm(self.config.norm),
+            eps=self.config.eps,
+            eps_step=self.config.eps_step,
+            max_iter=self.config.max_iter,
+            targeted=self.config.targeted,
+            nb_random_init=self.config.num_random_init,
             batch_size=self.batch_size,
+            loss_type=self.config.loss_type,
+            verbose=False,
         )
-
-    def generate(self, x: np.ndarray, y: np.ndarray, target: np.ndarray | None) -> np.ndarray:
-        x_adv = np.array(x, dtype=np.float32)
-        one_hot = np.eye(self.classifier.nb_classes, dtype=np.float32)[y]
-        robust = self.classifier.predict(x_adv).argmax(axis=1) == y
-        for component in self.art.attacks:
-            if not robust.any():
-                break
-            x_adv, robust = run_attack(
-                x_adv, one_hot, robust, component, self.classifier, norm=self.art.norm, eps=self.config.eps
-            )
-        return x_adv
 
 
 class ArtSquare(ArtAttack):

@@ -37,6 +37,16 @@ class AttackConfig:
         return self.target is not None
 
 
+@dataclass(frozen=True, kw_only=True)
+class UntargetedConfig(AttackConfig):
+    """Settings of an attack that only changes the prediction away from the true class."""
+
+    def validate(self, num_classes: int) -> None:
+        super().validate(num_classes)
+        if self.targeted:
+            raise AttackError("this attack is untargeted only; leave target unset")
+
+
 class Attack(abc.ABC):
     """An attack bound to one victim model and the data's valid range."""
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from medadv.attacks.base import Attack, AttackConfig, AttackError
 from medadv.attacks.dgn_losses import (
     RELEVANCE_RULES,
+    SUSPICIOUSNESS_FORMS,
     GeneratorLoss,
     LRPLoss,
     NCELoss,
@@ -43,8 +44,10 @@ class GeneratorConfig:
     `alpha` is the study's `custom_loss_constant`; `eps` shifts the lrp loss's targets (and is the budget the
     generators are meant for); `top_k` is the number of relevant pixels (lrp) or suspicious units
     (suspiciousness); `spectra_class` computes the hit spectra on that one class for every generator, as the
-    study's code did (None: each generator's own class); `lrp_epsilon` is the LRP epsilon rule's stabiliser.
-    Adam with a staircase exponential decay of the rate.
+    study's code did (None: each generator's own class); `suspiciousness_form` picks the study's or medadv's
+    uniform suspiciousness loss (see `SuspiciousnessLoss`); `lrp_epsilon` is the LRP epsilon rule's stabiliser.
+    Adam at a constant rate, as the study ran: its config names a decay (0.9 every 1000 steps) whose step counter
+    its optimiser never advanced; `decay_rate` < 1 applies that staircase decay.
     """
 
     loss: str = "lrp"
@@ -54,16 +57,21 @@ class GeneratorConfig:
     relevance_rule: str = "epsilon"
     lrp_epsilon: float = 1e-2
     spectra_class: int | None = None
+    suspiciousness_form: str = "study"
     epochs: int = 150
     batch_size: int = 100
     learning_rate: float = 1e-4
     decay_steps: int = 1000
-    decay_rate: float = 0.9
+    decay_rate: float = 1.0
     seed: int = 0
 
     def validate(self, num_classes: int) -> None:
         if self.loss not in LOSSES:
             raise AttackError(f"unknown generator loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.suspiciousness_form not in SUSPICIOUSNESS_FORMS:
+            raise AttackError(
+                f"unknown suspiciousness form {self.suspiciousness_form!r}; choose one of {SUSPICIOUSNESS_FORMS}"
+            )
         if self.relevance_rule not in RELEVANCE_RULES:
             raise AttackError(f"unknown relevance rule {self.relevance_rule!r}; choose one of {RELEVANCE_RULES}")
         if not (math.isfinite(self.eps) and self.eps > 0) or not 0 <= self.alpha <= 1 or self.top_k < 1:
@@ -111,7 +119,15 @@ def make_loss(
         return LRPLoss(relevance, config.eps, config.alpha)
     spectra_class = class_index if config.spectra_class is None else config.spectra_class
     units = suspiciousness(victim, x[y == spectra_class], spectra_class, config.top_k)
-    return SuspiciousnessLoss(victim, units, config.alpha)
+    return SuspiciousnessLoss(victim, units, config.alpha, config.suspiciousness_form)
+
+
+def generator_optimizer(config: GeneratorConfig) -> keras.optimizers.Optimizer:
+    """Adam at `learning_rate`, multiplied by `decay_rate` every `decay_steps` steps (constant at rate 1)."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate, config.decay_steps, config.decay_rate, staircase=True
+    )
+    return keras.optimizers.Adam(schedule)
 
 
 def train_generator(
@@ -137,10 +153,7 @@ def train_generator(
 
     keras.utils.set_random_seed(config.seed + class_index)
     generator = build_generator(tuple(x.shape[1:]), clip_range, name=f"dgn_{config.loss}_class{class_index}")
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.learning_rate, config.decay_steps, config.decay_rate, staircase=True
-    )
-    optimizer = keras.optimizers.Adam(schedule)
+    optimizer = generator_optimizer(config)
 
     def train_step(batch: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:

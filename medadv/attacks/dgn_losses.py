@@ -193,11 +193,12 @@ def tarantula(ncf: np.ndarray, ncs: np.ndarray, nf: int, ns: int) -> np.ndarray:
     """Tarantula suspiciousness (Jones & Harrold 2005) from hit spectra: (NCF/NF) / (NCF/NF + NCS/NS).
 
     `ncf`/`ncs`: how many failing (misclassified) / passing (correct) samples activated each unit; `nf`/`ns`:
-    how many failing / passing samples there were. A ratio with no samples counts as 0, and a unit that no
-    sample activated scores 0.
+    how many failing / passing samples there were. Without failing or without passing samples every unit
+    scores 0, as in DeepCustom's `suspicious_detection/Neuron.py`; so does a unit that no sample activated.
     """
-    fail_ratio = ncf / nf if nf else np.zeros(np.shape(ncf))
-    pass_ratio = ncs / ns if ns else np.zeros(np.shape(ncs))
+    if not nf or not ns:
+        return np.zeros(np.shape(ncf))
+    fail_ratio, pass_ratio = ncf / nf, ncs / ns
     total = fail_ratio + pass_ratio
     return np.divide(fail_ratio, total, out=np.zeros(np.shape(total)), where=total > 0)
 
@@ -280,6 +281,12 @@ class GeneratorLoss(abc.ABC):
         return {}
 
 
+def _over_units(values: tf.Tensor, mask: tf.Tensor, average: bool) -> tf.Tensor:
+    """Per sample, the sum (or, with `average`, the mean) of `values` over the units that `mask` selects."""
+    chosen = tf.reduce_sum(values * mask, axis=-1)
+    return chosen / tf.maximum(tf.reduce_sum(mask), 1.0) if average else chosen
+
+
 def _flat(t: tf.Tensor) -> tf.Tensor:
     return tf.reshape(t, (tf.shape(t)[0], -1))
 
@@ -329,16 +336,28 @@ class NCELoss(GeneratorLoss):
         return tf.reduce_mean(tf.square(g - x)) - tf.reduce_mean(cross_entropy)
 
 
-class SuspiciousnessLoss(GeneratorLoss):
-    """DeepCustom's suspiciousness loss: raise the suspicious units' pre-activations, keep the others, stay close,
-    L = alpha * (0.5 * Ls + 0.5 * Ln) + (1 - alpha) * mean((g - x)^2), with, per sample,
-    Ls = sum over suspicious units of (z(x) - z(g)) and Ln = sum over the other units of |z(g) - z(x)|, averaged
-    over the batch; a feature map's z is the mean over its positions (of |z(g) - z(x)| for Ln)."""
+SUSPICIOUSNESS_FORMS = ("study", "uniform")
 
-    def __init__(self, victim: keras.Model, units: Suspiciousness, alpha: float) -> None:
+
+class SuspiciousnessLoss(GeneratorLoss):
+    """DeepCustom's suspiciousness loss: raise the suspicious units' pre-activations z, keep the others, stay close,
+    L = alpha * custom + (1 - alpha) * mean((g - x)^2). Per sample and layer, a dense unit's change is z(x) - z(g)
+    (|z(g) - z(x)| for the other units), a feature map's the mean of that over its positions.
+
+    `form="study"`: on a victim with convolutions, `Suspicious/RobustCIFAR/CustomLosses.py`: custom =
+    0.5 Cs + 0.01 Cn + 0.5 Ds + 0.01 Dn, with Cs / Cn the mean over the suspicious / other maps of each conv
+    layer, summed over layers and over the batch, Ds the sum over the suspicious dense units summed over the
+    batch, Dn the sum over the other dense units averaged over the batch; on a dense victim,
+    `Suspicious/RobustMNIST/CustomLosses.py`: custom = 0.5 Ds + 0.5 Dn, both averaged over the batch.
+    `form="uniform"` (medadv's earlier one) applies that dense formula to every victim, a map counting as a unit.
+    """
+
+    def __init__(self, victim: keras.Model, units: Suspiciousness, alpha: float, form: str = "study") -> None:
         self.chain = chain_layers(victim)
         self.units = units
         self.alpha = alpha
+        relu_layers = [layer for layer in self.chain if _is_relu(layer)]
+        self.conv_form = form == "study" and any(len(layer.output.shape) > 2 for layer in relu_layers)
         self.masks: list[tf.Tensor] = []
         for score, chosen in zip(units.scores, units.suspicious, strict=True):
             mask = np.zeros(len(score), dtype=np.float32)
@@ -348,15 +367,27 @@ class SuspiciousnessLoss(GeneratorLoss):
     def __call__(self, x: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
         _, z_clean, _ = _forward(self.chain, x)
         _, z_generated, _ = _forward(self.chain, g)
-        lowered = changed = tf.zeros(tf.shape(x)[0])
+        # per sample, keyed by whether the layer is convolutional: suspicious units lowered, other units changed
+        lowered = {True: tf.zeros(tf.shape(x)[0]), False: tf.zeros(tf.shape(x)[0])}
+        changed = dict(lowered)
         for zx, zg, mask in zip(z_clean, z_generated, self.masks, strict=True):
             positions = list(range(1, len(zx.shape) - 1))  # a feature map's positions; none for dense units
+            conv = bool(positions)
             diff = zx - zg
-            mean_diff = tf.reduce_mean(diff, axis=positions) if positions else diff
-            mean_change = tf.reduce_mean(tf.abs(diff), axis=positions) if positions else tf.abs(diff)
-            lowered += tf.reduce_sum(mean_diff * mask, axis=-1)
-            changed += tf.reduce_sum(mean_change * (1.0 - mask), axis=-1)
-        custom = 0.5 * tf.reduce_mean(lowered) + 0.5 * tf.reduce_mean(changed)
+            mean_diff = tf.reduce_mean(diff, axis=positions) if conv else diff
+            mean_change = tf.reduce_mean(tf.abs(diff), axis=positions) if conv else tf.abs(diff)
+            average = conv and self.conv_form  # the CIFAR loss averages over a layer's chosen maps
+            lowered[conv] += _over_units(mean_diff, mask, average)
+            changed[conv] += _over_units(mean_change, 1.0 - mask, average)
+        if self.conv_form:
+            total = tf.reduce_sum
+            custom = (
+                0.5 * total(lowered[True]) + 0.01 * total(changed[True])
+                + 0.5 * total(lowered[False]) + 0.01 * tf.reduce_mean(changed[False])
+            )  # fmt: skip
+        else:
+            custom = 0.5 * tf.reduce_mean(lowered[True] + lowered[False])
+            custom += 0.5 * tf.reduce_mean(changed[True] + changed[False])
         return self.alpha * custom + (1.0 - self.alpha) * tf.reduce_mean(tf.square(g - x))
 
     def details(self) -> dict[str, np.ndarray]:

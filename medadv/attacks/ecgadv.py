@@ -2,7 +2,8 @@
 classification system", AAAI 2020): targeted attacks on single-lead ECG classifiers.
 
 Type I (cloud deployment) edits the recording: Carlini & Wagner's targeted optimisation (S&P 2017,
-eq. 6 with f6) of `c * f + D` by Adam with a binary search over c, where the distance D is the L2
+eq. 6 with f6) of `c * f + D` by Adam with a binary search over c (margin, Adam step and search
+shared with medadv's C&W attacks, `medadv.attacks.carlini`), where the distance D is the L2
 norm, the paper's smoothness metric (eq. 4) or both. Type II (local deployment) learns a short
 window of signal that fools the model wherever it lands: Expectation over Transformation (Athalye
 et al. 2018) over random circular shifts, with the bands an ECG front end filters out removed.
@@ -27,6 +28,14 @@ import numpy as np
 import tensorflow as tf
 
 from medadv.attacks.base import Attack, AttackConfig, AttackError
+from medadv.attacks.carlini import (
+    ABORT_TOLERANCE,
+    UPPER_START,
+    adam_step,
+    binary_search_update,
+    cw_margin,
+    targeted_success,
+)
 from medadv.attacks.ecgadv_filters import (
     DEFAULT_STOP_BANDS_HZ,
     circular_shift,
@@ -41,10 +50,6 @@ from medadv.models import logits_model
 METRICS = ("l2", "smooth", "smooth_l2")
 SMOOTH_WEIGHT = 1e4  # D_smooth = 1e4 * Var(Delta): the study's scale for the smoothness metric
 SMOOTH_L2_WEIGHT = 0.01  # weight of the L2 term in the study's smooth_l2 metric
-ABORT_TOLERANCE = 0.9999  # a step stops when its loss is above 0.9999 x the loss at the previous check
-UPPER_START = 1e10  # the binary search's "no upper bound yet"
-UPPER_KNOWN = 1e9  # below this an upper bound on c has been found
-ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8  # TF1's AdamOptimizer defaults, as the study
 RETIRED = ("ran", "step_rank", "step_aux", "best_rank", "best_x")  # what a lane hands back when its step ends
 
 
@@ -85,20 +90,6 @@ def type1_distance(metric: str, delta: tf.Tensor, x_model: tf.Tensor, x: tf.Tens
     return smooth if metric == "smooth" else smooth + SMOOTH_L2_WEIGHT * l2
 
 
-def cw_margin(logits: tf.Tensor, target: tf.Tensor, kappa: float) -> tf.Tensor:
-    """f = max(0, max_{i != t} Z_i - Z_t + kappa) (Carlini & Wagner 2017, f6, targeted)."""
-    is_target = tf.one_hot(target, tf.shape(logits)[1], on_value=True, off_value=False)
-    real = tf.reduce_max(tf.where(is_target, logits, -np.inf), axis=1)
-    other = tf.reduce_max(tf.where(is_target, -np.inf, logits), axis=1)
-    return tf.maximum(0.0, other - real + kappa)
-
-
-def targeted_success(logits: tf.Tensor, target: tf.Tensor, kappa: float = 0.0) -> tf.Tensor:
-    """The target wins by at least kappa: argmax(Z - kappa * onehot(t)) == t (the study's `compare`)."""
-    penalty = kappa * tf.one_hot(target, tf.shape(logits)[1])
-    return tf.equal(tf.argmax(logits - penalty, axis=1, output_type=tf.int32), tf.cast(target, tf.int32))
-
-
 def evaluation_distances(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
     """The study's per-sample evaluation distances of a saved x' (cloud_eval scripts):
     d_l2 = sum (x'-x)^2, d_smooth = var(diff(x'-x)), d_smooth_l2 = 1e4 d_smooth + 0.01 d_l2."""
@@ -106,18 +97,6 @@ def evaluation_distances(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarr
     d_l2 = np.sum(delta**2, axis=1)
     d_smooth = np.var(np.diff(delta, axis=1), axis=1)
     return {"d_l2": d_l2, "d_smooth": d_smooth, "d_smooth_l2": SMOOTH_WEIGHT * d_smooth + SMOOTH_L2_WEIGHT * d_l2}
-
-
-def binary_search_update(
-    c: np.ndarray, lower: np.ndarray, upper: np.ndarray, success: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Carlini & Wagner's update of c after a step: on success lower the upper bound to c, on failure
-    raise the lower bound to c; then c is the bounds' midpoint, or 10 c while no upper bound is known."""
-    upper = np.where(success, np.minimum(upper, c), upper)
-    lower = np.where(success, lower, np.maximum(lower, c))
-    midpoint = (lower + upper) / 2
-    c = np.where(upper < UPPER_KNOWN, midpoint, np.where(success, c, c * 10))
-    return c, lower, upper
 
 
 def selection_masks(
@@ -444,13 +423,9 @@ class ECGadvAttack(Attack):
         step_better, best_better = selection_masks(
             it.rank, it.success & live, self.keep(it.aux), s["step_rank"], s["best_rank"]
         )
-        # Adam (Kingma & Ba 2015, Algorithm 1), restarted at every binary-search step.
-        t = tf.cast(k + 1, tf.float32)[:, None, None]
-        m = ADAM_BETA1 * s["m"] + (1 - ADAM_BETA1) * grad
-        v = ADAM_BETA2 * s["v"] + (1 - ADAM_BETA2) * tf.square(grad)
-        rate = config.learning_rate * tf.sqrt(1 - ADAM_BETA2**t) / (1 - ADAM_BETA1**t)
+        delta, m, v = adam_step(s["delta"], s["m"], s["v"], grad, k + 1, config.learning_rate)  # restarted every step
         return s | {
-            "delta": s["delta"] - rate * m / (tf.sqrt(v) + ADAM_EPSILON),
+            "delta": delta,
             "m": m,
             "v": v,
             "k": k + tf.cast(live, tf.int32),

@@ -85,23 +85,26 @@ def circular_shift(signal: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
     return tf.gather(signal, index, batch_dims=1)
 
 
-def device_filter(
-    signal: np.ndarray,
+def device_filter_stages(
     fs_hz: float,
     *,
     highpass_hz: float = 0.05,
     order: int = 3,
     notches_hz: tuple[float, ...] = (60.0, 50.0),
     notch_q: float = 30.0,
-) -> np.ndarray:
-    """What an ECG front end does to an injected signal, as ECGadv's universal evaluation models it:
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (b, a) coefficients of an ECG front end as ECGadv's universal evaluation models it, in order:
     a causal Butterworth high-pass (baseline wander), then IIR notches at the mains frequencies."""
     for frequency in (highpass_hz, *notches_hz):
         if not 0 < frequency < fs_hz / 2:
             raise AttackError(f"filter frequency {frequency} Hz must lie in (0, fs/2 = {fs_hz / 2}) Hz")
-    b, a = scipy.signal.butter(order, highpass_hz, btype="highpass", fs=fs_hz)
-    filtered = scipy.signal.lfilter(b, a, np.asarray(signal, dtype=np.float64), axis=-1)
-    for notch_hz in notches_hz:
-        b, a = scipy.signal.iirnotch(notch_hz, notch_q, fs_hz)
+    stages = [scipy.signal.butter(order, highpass_hz, btype="highpass", fs=fs_hz)]
+    return stages + [scipy.signal.iirnotch(notch_hz, notch_q, fs_hz) for notch_hz in notches_hz]
+
+
+def device_filter(signal: np.ndarray, fs_hz: float) -> np.ndarray:
+    """What an ECG front end does to an injected signal: `device_filter_stages` applied along the last axis."""
+    filtered = np.asarray(signal, dtype=np.float64)
+    for b, a in device_filter_stages(fs_hz):
         filtered = scipy.signal.lfilter(b, a, filtered, axis=-1)
     return filtered

@@ -46,34 +46,67 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndar
     )
 
 
+SELECTIONS = ("correct", "balanced", "first_last", "all")
+
+
 def select_samples(
     model: keras.Model,
     data: Dataset,
     *,
     num_samples: int | None,
-    only_correct: bool,
+    selection: str = "correct",
     shard: tuple[int, int] = (0, 1),
     seed: int = 0,
     per_class: tuple[int, ...] | None = None,
 ) -> Dataset:
-    """The samples to attack, the same for the same arguments.
+    """The samples to attack, the same for the same arguments, chosen as each study chose them.
 
-    Optionally keep only those the model classifies correctly (as the studies do), then either take
-    the first `per_class[c]` of each class c in data order or draw `num_samples` at random with
-    `seed` (None or <= 0 keeps all, in order), then keep every n-th from the i-th for shard (i, n),
-    so the n shards partition the selection exactly.
+    `selection`: "correct" (ECGadv) keeps those the model classifies correctly, "all" (DeepCustom) keeps
+    every sample; either then takes the first `per_class[c]` of each class c in data order or draws
+    `num_samples` at random with `seed` (None or <= 0 keeps all, in order). "balanced" (Grad-Attacks) draws
+    num_samples / num_classes of each class at random with `seed`; "first_last" (foe) takes the first and the
+    last num_samples / 2 in data order. Then every n-th from the i-th for shard (i, n), so the n shards
+    partition the selection exactly.
     """
     check_victim(model, data.input_shape)
+    check_selection(selection, num_samples, per_class)
+    count = max(num_samples or 0, 0)
     index = np.arange(len(data))
-    if only_correct:
+    if selection == "correct":
         index = index[predict(model, data.x).argmax(axis=1) == data.y]
-    if per_class is not None:
+    if selection == "balanced":
+        index = balanced_sample(data.y, count // data.num_classes, seed)
+    elif selection == "first_last":
+        half = count // 2
+        index = index if 2 * half >= len(index) else np.concatenate([index[:half], index[len(index) - half :]])
+    elif per_class is not None:
         index = index[first_per_class(data.y[index], per_class)]
-    elif num_samples is not None and 0 < num_samples < len(index):
-        chosen = np.random.default_rng(seed).choice(len(index), size=num_samples, replace=False)
+    elif 0 < count < len(index):
+        chosen = np.random.default_rng(seed).choice(len(index), size=count, replace=False)
         index = index[np.sort(chosen)]
     shard_index, shard_count = shard
     return data.subset(index[shard_index::shard_count])
+
+
+def check_selection(selection: str, num_samples: int | None, per_class: tuple[int, ...] | None) -> None:
+    """Refuse an unknown selection, or a count-based one without a count."""
+    if selection not in SELECTIONS:
+        raise AttackError(f"unknown selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
+    if selection in ("balanced", "first_last") and (per_class is not None or not num_samples or num_samples < 1):
+        raise AttackError(f"selection={selection} needs num_samples > 0 and no per_class")
+
+
+def balanced_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Positions of `per_class` labels of each class drawn at random with `seed` (all of a smaller class), in order.
+
+    Grad-Attacks drew 100 / number of classes test images of each class (`generate_attacked_images.py`).
+    """
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        chosen.append(rng.choice(members, size=min(per_class, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def first_per_class(labels: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:

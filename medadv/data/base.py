@@ -28,6 +28,8 @@ class Dataset:
     ids: np.ndarray  # str sample ids, (n,)
     source: str  # where the data came from (a path), recorded with mlflow.data
     lengths: np.ndarray | None = field(default=None)  # ECG: real samples per record before padding
+    mv_per_unit: np.ndarray | None = field(default=None)  # ECG: mV per input unit per record (z-score std / gain)
+    fs_hz: float | None = field(default=None)  # ECG: sampling rate
 
     def __post_init__(self) -> None:
         n = len(self.x)
@@ -52,7 +54,10 @@ class Dataset:
     def subset(self, index: np.ndarray | slice) -> Dataset:
         """The samples at `index`, keeping everything else."""
         lengths = None if self.lengths is None else self.lengths[index]
-        return replace(self, x=self.x[index], y=self.y[index], ids=self.ids[index], lengths=lengths)
+        mv_per_unit = None if self.mv_per_unit is None else self.mv_per_unit[index]
+        return replace(
+            self, x=self.x[index], y=self.y[index], ids=self.ids[index], lengths=lengths, mv_per_unit=mv_per_unit
+        )
 
     def fingerprint(self) -> str:
         """A short content hash, so two runs can tell whether they saw the same samples."""

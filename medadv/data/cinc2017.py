@@ -61,6 +61,12 @@ def read_record(mat_path: Path) -> np.ndarray:
     return val[0]
 
 
+def mv_per_unit(signal: np.ndarray, length: int, gain: float) -> float:
+    """mV per unit of the preprocessed record: the z-score divided by std (raw units), the raw units by gain."""
+    std = np.nan_to_num(signal.astype(np.float64))[:length].std()
+    return float((std if std > 0 else 1.0) / gain)
+
+
 def preprocess(signal: np.ndarray, length: int) -> np.ndarray:
     """ECGadv's preprocessing: nan_to_num, crop to `length`, z-score the cropped part, zero-pad."""
     cropped = np.nan_to_num(signal.astype(np.float64))[:length]
@@ -80,18 +86,26 @@ def load(root: Path, split: str = "all", *, length: int = 9000) -> Dataset:
     rows = [rows[i] for i in select_split([record for record, _ in rows], split)]
     x = np.zeros((len(rows), length, 1), dtype=np.float32)
     lengths = np.zeros(len(rows), dtype=np.int64)
+    scale = np.zeros(len(rows), dtype=np.float64)
     for i, (record, _) in enumerate(rows):
         signal = read_record(root / f"{record}.mat")
         header = root / f"{record}.hea"
+        gain: float = GAIN_PER_MV
         if header.is_file():
-            fs_hz, _ = read_header(header)
+            fs_hz, gain = read_header(header)
             if fs_hz != FS_HZ:
                 raise DataError(f"{header}: sampled at {fs_hz} Hz; the CinC 2017 models expect {FS_HZ} Hz")
+            if gain <= 0:
+                raise DataError(f"{header}: gain must be positive, got {gain}")
         x[i] = preprocess(signal, length)
         lengths[i] = min(len(signal), length)
+        scale[i] = mv_per_unit(signal, length, gain)
     y = np.array([CLASS_NAMES.index(label) for _, label in rows], dtype=np.int64)
     ids = np.array([record for record, _ in rows])
-    return Dataset("cinc2017", split, x, y, CLASS_NAMES, (-np.inf, np.inf), ids, str(root), lengths=lengths)
+    return Dataset(
+        "cinc2017", split, x, y, CLASS_NAMES, (-np.inf, np.inf), ids, str(root), lengths=lengths,
+        mv_per_unit=scale, fs_hz=float(FS_HZ),
+    )  # fmt: skip
 
 
 # --- synthetic records in the same format ------------------------------------------------------

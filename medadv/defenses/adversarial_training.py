@@ -1,14 +1,16 @@
 """Adversarial training: the victim's architecture retrained so that it holds against adversarial inputs.
 
 The result stays a victim (a clone of the victim's graph: logits layer -> softmax `probs`), trained from fresh
-weights (as DeepCustom did) or fine-tuned from the victim's. Three ways, sharing `AdversarialTrainingConfig`:
+weights (as DeepCustom did) or fine-tuned from the victim's. The ways, sharing `AdversarialTrainingConfig`:
 
 - `train_on_adversarial_data`: Goodfellow et al. (2015, eq. 6)'s mixed loss
   ratio * CE(f(x), y) + (1 - ratio) * CE(f(x_adv), y) on pre-generated pairs (x, x_adv), DeepCustom's
   DGN-robust training (any attack's output works);
+- `train_gf`: DeepCustom's `gf` trainer for its FGSM / PGD robust models: that mixed loss on pairs that ART's
+  FGSM or PGD crafted once against the victim;
 - `train_with_art`: ART's `AdversarialTrainer` with FGSM or PGD, which replaces a (1 - ratio) share of each
-  batch with adversarial samples, crafted once against the victim (DeepCustom's setting) or afresh each batch
-  against the model in training;
+  batch with adversarial samples, crafted once against the victim (DeepCustom's `default` trainer) or afresh
+  each batch against the model in training;
 - `train_with_online_pgd`: the mixed loss with PGD crafted afresh against the model in training for every
   batch (medadv's native fused PGD): the stronger baseline of Madry et al. (2018).
 """
@@ -186,6 +188,24 @@ def _art_attack(model: keras.Model, attack: FGSMConfig, clip_range: tuple[float,
     return ArtFGSM(model, attack, clip_range, batch_size)
 
 
+def train_gf(
+    victim: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    attack: FGSMConfig,
+    clip_range: tuple[float, float],
+    config: AdversarialTrainingConfig,
+) -> RobustTraining:
+    """DeepCustom's `gf` trainer (`OtherAttacks/AdversarialTrainerGF.py`, `config.json`): ART's FGSM or PGD crafts
+    the training set's adversarial pairs once against the victim, labelled by the victim's predictions as the
+    study called it (no labels), then Goodfellow's mixed loss trains on the pairs."""
+    _check_data(victim, x, y, config, attack)
+    x = np.asarray(x, np.float32)
+    keras.utils.set_random_seed(config.seed)  # PGD's random starts
+    crafter = _art_attack(victim, attack, clip_range, config.batch_size)
+    return train_on_adversarial_data(victim, x, y, np.asarray(crafter.art.generate(x), np.float32), config)
+
+
 def train_with_art(
     victim: keras.Model,
     x: np.ndarray,
@@ -223,3 +243,10 @@ def train_with_art(
     trainer.fit(x, np.asarray(y), batch_size=config.batch_size, nb_epochs=config.epochs)
     per_epoch = np.array_split(np.array(batch_losses), config.epochs)
     return RobustTraining(model, tuple(float(np.mean(epoch)) for epoch in per_epoch))
+
+
+RobustTrainer = Callable[
+    [keras.Model, np.ndarray, np.ndarray, FGSMConfig, tuple[float, float], AdversarialTrainingConfig], RobustTraining
+]
+# robust trainer name -> how FGSM / PGD robust models are trained
+TRAINERS: dict[str, RobustTrainer] = {"gf": train_gf, "art": train_with_art}

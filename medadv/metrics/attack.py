@@ -12,9 +12,10 @@ import re
 
 import numpy as np
 import pandas as pd
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import peak_signal_noise_ratio
 
 from medadv.attacks.result import AttackResult
+from medadv.metrics.similarity import ssim_per_sample
 
 
 def _mean(values: np.ndarray) -> float:
@@ -72,20 +73,15 @@ def psnr(x: np.ndarray, x_adv: np.ndarray, clip_range: tuple[float, float]) -> n
     return np.array(values, dtype=np.float64)
 
 
-def ssim(x: np.ndarray, x_adv: np.ndarray, clip_range: tuple[float, float]) -> np.ndarray:
-    """Per-image structural similarity (Wang et al. 2004, eq. 13), mean over 7x7 windows and channels; 1 = same."""
-    data_range = clip_range[1] - clip_range[0]
+def ssim(x: np.ndarray, x_adv: np.ndarray, clip_range: tuple[float, float], method: str = "tf") -> np.ndarray:
+    """Per-image structural similarity, 1 = same: `tf` (Grad-Attacks': 11x11 Gaussian window) or `skimage` (7x7
+    uniform window), the mean over windows and channels (`medadv.metrics.similarity`)."""
     window = min(7, *(side if side % 2 else side - 1 for side in x.shape[1:3]))
-    return np.array(
-        [
-            structural_similarity(clean, adv, data_range=data_range, channel_axis=-1, win_size=window)
-            for clean, adv in zip(x, x_adv, strict=True)
-        ],
-        dtype=np.float64,
-    )
+    data_range = clip_range[1] - clip_range[0]
+    return ssim_per_sample(x, x_adv, data_range=data_range, method=method, win_size=window, channels=True)
 
 
-def per_sample_table(result: AttackResult, clip_range: tuple[float, float]) -> pd.DataFrame:
+def per_sample_table(result: AttackResult, clip_range: tuple[float, float], ssim_method: str = "tf") -> pd.DataFrame:
     """One row per attacked sample: labels, confidences, success, norms, PSNR/SSIM (NaN for signals), seconds."""
     norms = perturbation_norms(result.delta)
     images = is_image_batch(result.x, clip_range)
@@ -102,7 +98,7 @@ def per_sample_table(result: AttackResult, clip_range: tuple[float, float]) -> p
             "p_adv": result.p_adv,
             **norms,
             "psnr": psnr(result.x, result.x_adv, clip_range) if images else blank,
-            "ssim": ssim(result.x, result.x_adv, clip_range) if images else blank,
+            "ssim": ssim(result.x, result.x_adv, clip_range, ssim_method) if images else blank,
             "seconds": result.seconds,
         }
     )
@@ -123,14 +119,16 @@ def class_keys(class_names: tuple[str, ...] | list[str]) -> list[str]:
     return keys
 
 
-def summarize(result: AttackResult, clip_range: tuple[float, float], class_names: tuple[str, ...]) -> dict[str, float]:
+def summarize(
+    result: AttackResult, clip_range: tuple[float, float], class_names: tuple[str, ...], ssim_method: str = "tf"
+) -> dict[str, float]:
     """The run's metrics under stable names.
 
     - `clean_accuracy`, `robust_accuracy`, `fooling_rate`, `attack_success_rate`: see the functions of those names.
     - `l0_mean`, `l2_mean`, `l2_median`, `linf_mean`, `linf_max`: statistics of the per-sample norms of delta over
       all attacked samples (successful or not).
     - `psnr_mean` (dB) and `ssim_mean`: means over the images the attack changed (unchanged images have
-      infinite PSNR); only for image data.
+      infinite PSNR); only for image data. SSIM by `ssim_method` (`ssim`).
     - `seconds_per_sample`: mean wall time spent crafting one adversarial example.
     - `num_samples`: number of attacked samples (a sample attacked towards k targets counts k times).
     - `attack_success_rate_class_<class>`: success rate among samples of that true class (NaN when none).
@@ -154,7 +152,7 @@ def summarize(result: AttackResult, clip_range: tuple[float, float], class_names
     if is_image_batch(result.x, clip_range):
         changed = norms["l0"] > 0
         metrics["psnr_mean"] = _mean(psnr(result.x[changed], result.x_adv[changed], clip_range))
-        metrics["ssim_mean"] = _mean(ssim(result.x[changed], result.x_adv[changed], clip_range))
+        metrics["ssim_mean"] = _mean(ssim(result.x[changed], result.x_adv[changed], clip_range, ssim_method))
     for index, key in enumerate(class_keys(class_names)):
         metrics[f"attack_success_rate_class_{key}"] = _mean(success[y_true == index])
     return metrics

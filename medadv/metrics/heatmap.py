@@ -3,9 +3,10 @@
 Per-sample columns (`heatmap_table`), for maps in [0, 1] of shape (n, H, W) or (n, L):
 
 - `dssim`: (1 - SSIM(clean map, adversarial map)) / 2, in [0, 1]; 0 for identical maps. SSIM is
-  Wang et al. (IEEE TIP 2004, eq. 13) as skimage computes it: a 7-wide uniform window along every
-  map axis (7 x 7 on images, 7 samples on ECGs; maps must be at least 7 long on each axis),
-  data range 1. With `on="overlay"` it compares colour overlays instead (below), as the Grad-Attacks
+  Wang et al. (IEEE TIP 2004, eq. 13), data range 1, by `ssim` (`medadv.metrics.similarity`): "tf"
+  (the study's `tf.image.ssim`, 11 x 11 Gaussian window; maps at least 11 x 11) or "skimage" (a 7-wide
+  uniform window along every map axis); ECG maps always take skimage's, 7 samples wide.
+  With `on="overlay"` it compares colour overlays instead (below), as the Grad-Attacks
   study (de Aguiar et al., CBMS 2023) did; that mixes the input's own change into the score, so the
   default compares the maps themselves.
 - `pearson`, `spearman`: linear and rank correlation of the two maps over all positions (Spearman:
@@ -32,7 +33,8 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from scipy.stats import rankdata
-from skimage.metrics import structural_similarity
+
+from medadv.metrics.similarity import ssim_per_sample
 
 COMPARE_ON = ("map", "overlay")
 SSIM_WINDOW = 7
@@ -52,6 +54,7 @@ def heatmap_table(
     x_adv: np.ndarray | None = None,
     iou_top_percent: Sequence[float] = (20,),
     ids: Sequence[str] | np.ndarray | None = None,
+    ssim: str = "tf",
 ) -> pd.DataFrame:
     """One row per sample: dssim, pearson, spearman, iou_top<k> per k, com_shift (and `id` if given).
 
@@ -60,9 +63,9 @@ def heatmap_table(
     _check(clean_maps, adv_maps, on, x_clean, x_adv, iou_top_percent, ids)
     if on == "overlay":  # _check made sure both inputs are there
         x_clean, x_adv = cast(np.ndarray, x_clean), cast(np.ndarray, x_adv)
-        dssim = _dssim(overlay(clean_maps, x_clean), overlay(adv_maps, x_adv), channel_axis=-1)
+        dssim = _dssim(overlay(clean_maps, x_clean), overlay(adv_maps, x_adv), ssim, channels=True)
     else:
-        dssim = _dssim(clean_maps, adv_maps, channel_axis=None)
+        dssim = _dssim(clean_maps, adv_maps, ssim, channels=False)
     clean_flat = clean_maps.reshape(len(clean_maps), -1).astype(np.float64)
     adv_flat = adv_maps.reshape(len(adv_maps), -1).astype(np.float64)
     columns: dict[str, np.ndarray] = {} if ids is None else {"id": np.asarray(ids)}
@@ -101,12 +104,9 @@ def overlay(maps: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.asarray((blended - low) / np.where(high > low, high - low, 1.0))
 
 
-def _dssim(clean: np.ndarray, adv: np.ndarray, channel_axis: int | None) -> np.ndarray:
-    ssim = [
-        structural_similarity(a, b, win_size=SSIM_WINDOW, data_range=1.0, channel_axis=channel_axis)
-        for a, b in zip(clean.astype(np.float64), adv.astype(np.float64), strict=True)
-    ]
-    return (1.0 - np.asarray(ssim, dtype=np.float64)) / 2.0
+def _dssim(clean: np.ndarray, adv: np.ndarray, method: str, *, channels: bool) -> np.ndarray:
+    ssim = ssim_per_sample(clean, adv, data_range=1.0, method=method, win_size=SSIM_WINDOW, channels=channels)
+    return (1.0 - ssim) / 2.0
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:

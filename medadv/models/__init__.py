@@ -11,17 +11,29 @@ from typing import Any
 
 import keras
 
-from medadv.models.ecg import ecg_resnet
-from medadv.models.image import cifar_cnn, inception_v3, mnist_dense, resnet50, small_cnn, vgg16
+from medadv.models.ecg import ecg_resnet, ecg_resnet_wide
+from medadv.models.image import (
+    cifar_cnn,
+    cifar_cnn_wide,
+    inception_v3,
+    mnist_dense,
+    resnet50,
+    resnet50v2,
+    small_cnn,
+    vgg16,
+)
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "ecg_resnet": ecg_resnet,
+    "ecg_resnet_wide": ecg_resnet_wide,
     "small_cnn": small_cnn,
     "resnet50": resnet50,
+    "resnet50v2": resnet50v2,
     "vgg16": vgg16,
     "inception_v3": inception_v3,
     "mnist_dense": mnist_dense,
     "cifar_cnn": cifar_cnn,
+    "cifar_cnn_wide": cifar_cnn_wide,
 }
 
 

@@ -35,7 +35,22 @@ def mnist_dense(input_shape: tuple[int, ...] = (28, 28, 1), num_classes: int = 1
 
 
 def cifar_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10) -> keras.Model:
-    """DeepCustom's CIFAR-10 target: three conv layers with pooling, then a dense layer."""
+    """DeepCustom's CIFAR-10 target (`cifar_keras.json`): three valid 3x3 ReLU convs (32, 64, 64), 2x2 max-pooling
+    after the first two, a 64-unit ReLU dense layer: 122,570 parameters."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(32, 3, activation="relu")(inputs)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu")(x)
+    return keras.Model(inputs, classifier_head(x, num_classes), name="cifar_cnn")
+
+
+def cifar_cnn_wide(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10) -> keras.Model:
+    """medadv's earlier CIFAR-10 CNN: three same-padded convs (32, 64, 128) each max-pooled, a 128-unit dense layer
+    (356,810 parameters)."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for filters in (32, 64, 128):
@@ -43,7 +58,7 @@ def cifar_cnn(input_shape: tuple[int, ...] = (32, 32, 3), num_classes: int = 10)
         x = layers.MaxPooling2D()(x)
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
-    return keras.Model(inputs, classifier_head(x, num_classes), name="cifar_cnn")
+    return keras.Model(inputs, classifier_head(x, num_classes), name="cifar_cnn_wide")
 
 
 def _transfer(
@@ -85,6 +100,13 @@ def resnet50(
     input_shape: tuple[int, ...] = (224, 224, 3), num_classes: int = 2, *, pretrained: bool = True
 ) -> keras.Model:
     return _transfer(keras.applications.ResNet50, "resnet50", input_shape, num_classes, pretrained, 255.0, -127.5)
+
+
+def resnet50v2(
+    input_shape: tuple[int, ...] = (224, 224, 3), num_classes: int = 2, *, pretrained: bool = True
+) -> keras.Model:
+    """Grad-Attacks' backbone (its Grad-CAM layer: `conv5_block3_out`); inputs in [-1, 1] as ResNetV2 expects."""
+    return _transfer(keras.applications.ResNet50V2, "resnet50v2", input_shape, num_classes, pretrained, 2.0, -1.0)
 
 
 def vgg16(

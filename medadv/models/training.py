@@ -101,10 +101,14 @@ def batches(data: Dataset, config: FitConfig, shuffle: bool = False, mixup_alpha
 
 
 def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
-    """x' = lam x + (1 - lam) x_rev, y' likewise, lam ~ Beta(alpha, alpha) per batch (Zhang et al. 2018, eq. 1)."""
-    a, b = tf.random.gamma([], alpha), tf.random.gamma([], alpha)
+    """x' = lam x + (1 - lam) x_rev, y' likewise (Zhang et al. 2018, eq. 1), with lam ~ Beta(alpha, alpha) drawn
+    for each sample, as foe's `mixup_generator.py` does."""
+    batch = tf.shape(x)[0]
+    a, b = tf.random.gamma([batch], alpha), tf.random.gamma([batch], alpha)
     lam = a / (a + b)
-    return lam * x + (1 - lam) * tf.reverse(x, [0]), lam * y + (1 - lam) * tf.reverse(y, [0])
+    lam_x = tf.reshape(lam, tf.concat([[batch], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0))
+    lam_y = lam[:, tf.newaxis]
+    return lam_x * x + (1 - lam_x) * tf.reverse(x, [0]), lam_y * y + (1 - lam_y) * tf.reverse(y, [0])
 
 
 def learning_curves(history: keras.callbacks.History) -> Figure:

@@ -34,6 +34,7 @@ from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import (
     attack_batches,
     auto_batch_size,
+    check_selection,
     expand_targets,
     parse_per_class,
     parse_shard,
@@ -42,7 +43,10 @@ from medadv.attacks.runner import (
 )
 from medadv.data import load_dataset, loader_options
 from medadv.data.base import Dataset
+from medadv.defenses.ecg_filters import check_defense, defended, defense_evaluation
 from medadv.metrics import per_sample_table, success_matrix, summarize
+from medadv.metrics.ecg_plausibility import run_plausibility
+from medadv.metrics.similarity import check_ssim_method
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
 from medadv.tracking.registry import load_generators, load_model
@@ -67,16 +71,18 @@ class AttackSettings:
     engine: str = ""  # empty: the attack's default ("native" for fgsm/bim/pgd, else "art")
     num_samples: int = 0  # 0: all selected samples
     per_class: str = ""  # e.g. "360,360,360,220" (ECGadv's study): the first n of each class instead of num_samples
-    only_correct: bool = True  # attack only correctly classified samples, as the studies do
+    selection: str = "correct"  # correct (ECGadv) | balanced (Grad-Attacks) | first_last (foe) | all (DeepCustom)
     batch_size: int = 0  # 0: chosen from the input size
     seed: int = 0
     shard: str = "0/1"  # i/n: this run attacks the i-th of n shares
     generators: str = ""  # dgn: the run id of a generator set (`train` with mode=generator)
     transfer_to: str = ""  # space-separated model URIs to replay the adversarial inputs on
+    defense: str = ""  # ECG: bandpass|notch|median|wavelet in front of the victim and the transfer targets
     parent_run_id: str = ""  # groups the shards of one sharded attack
     run_id: str = ""  # resume this (killed or failed) run
     universal_positions: int = 100  # ecgadv_type2: random positions per record in the universal evaluation
     universal_min_length: int = 0  # ecgadv_type2: shortest record evaluated; 0: the input length (9000 = 30 s)
+    ssim: str = "tf"  # tf (Grad-Attacks' tf.image.ssim, 11x11 Gaussian window) or skimage (7x7 uniform window)
 
 
 def parse_params(text: str) -> dict[str, str]:
@@ -107,12 +113,16 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     data = load_dataset(
         settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
     )
+    check_ssim_method(settings.ssim, data.input_shape)
     per_class = parse_per_class(settings.per_class, data.num_classes)
     if per_class is not None and settings.num_samples:
         raise AttackError("give either num_samples or per_class, not both")
-    model = load_model(settings.model)
-    check_victim(model, data.input_shape)
-    transfer_targets = {uri: load_model(uri) for uri in settings.transfer_to.split()}
+    check_selection(settings.selection, settings.num_samples, per_class)
+    check_defense(settings.defense, data)
+    bare_model = load_model(settings.model)
+    check_victim(bare_model, data.input_shape)
+    model = _defended(bare_model, settings.defense, data)
+    transfer_targets = {uri: _defended(load_model(uri), settings.defense, data) for uri in settings.transfer_to.split()}
     for target_model in transfer_targets.values():
         check_victim(target_model, data.input_shape)
     batch_size = settings.batch_size or auto_batch_size(data.input_shape, len(data))
@@ -127,14 +137,14 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
         model,
         data,
         num_samples=settings.num_samples or None,
-        only_correct=settings.only_correct,
+        selection=settings.selection,
         shard=shard,
         seed=settings.seed,
         per_class=per_class,
     )
     samples, y_target = expand_targets(samples, config.target, data.num_classes)
     if len(samples) == 0:
-        raise AttackError("no samples left to attack (is only_correct removing them all?)")
+        raise AttackError("no samples left to attack (does selection=correct remove them all?)")
 
     # The attack's own settings as plain params (eps, max_iter, ...), so runs compare by them in the UI;
     # one that shares a name with an entry-point parameter (ECGadv Type II's seed) gets an "attack_" prefix.
@@ -171,7 +181,16 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
                     mlflow.log_artifact(str(path), PROGRESS)
                     done[index] = batch
             result = AttackResult.concatenate([done[index] for index in sorted(done)])
-            _log_result(result, samples.clip_range, samples.class_names, Path(folder))
+            _log_result(result, samples, Path(folder), settings.ssim)
+            if settings.defense:  # the same attack crafted on the bare model, replayed through the defense
+                bare = make_attack(
+                    settings.attack, bare_model, config, data.clip_range, batch_size, engine,
+                    input_shape=data.input_shape, **options,
+                )  # fmt: skip
+                evaluation = defense_evaluation(
+                    bare, bare_model, model, samples, y_target, result, batch_size=batch_size, seed=settings.seed
+                )
+                mlflow.log_metrics(evaluation, synchronous=True)
             if isinstance(config, ECGadvTypeIIConfig):
                 table = universal_table(result, model, data, config, settings)
                 _log_universal(table, data.class_names, Path(folder))
@@ -179,6 +198,11 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
                 _log_transfer(result, transfer_targets, Path(folder))
         _delete_progress(run.info.artifact_uri)
         return str(run.info.run_id)
+
+
+def _defended(model: keras.Model, defense: str, data: Dataset) -> keras.Model:
+    """`model` behind `defense` (checked by `check_defense`), or itself when there is none."""
+    return defended(model, defense, data.fs_hz) if defense and data.fs_hz else model
 
 
 def _generators(settings: AttackSettings) -> dict[int, keras.Model]:
@@ -218,18 +242,19 @@ def _download_progress(run_id: str, folder: Path) -> dict[int, AttackResult]:
     return {int(path.stem.split("_")[1]): AttackResult.load(path) for path in sorted(local.glob("batch_*.npz"))}
 
 
-def _log_result(
-    result: AttackResult, clip_range: tuple[float, float], class_names: tuple[str, ...], folder: Path
-) -> None:
+def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str) -> None:
     """The contract's artifacts, the summary metrics, the success matrix and the figures."""
+    clip_range, class_names = samples.clip_range, samples.class_names
     result.save(folder / RESULT_FILE)
     mlflow.log_artifact(str(folder / RESULT_FILE))
-    table = per_sample_table(result, clip_range)
-    metrics = summarize(result, clip_range, class_names)
+    table = per_sample_table(result, clip_range, ssim)
+    metrics = summarize(result, clip_range, class_names, ssim)
     if result.x.ndim == 3:  # ECG: ECGadv's evaluation distances d_L2, d_smooth, d_smooth_l2 per record
         for name, values in evaluation_distances(result.x, result.x_adv).items():
             table[name] = values
             metrics[f"{name}_mean"] = float(np.mean(values))
+        plausibility, plausibility_metrics = run_plausibility(result, samples)  # ECG: would a cardiologist notice?
+        table, metrics = pd.concat([table, plausibility], axis=1), metrics | plausibility_metrics
     table.to_parquet(folder / TABLE_FILE, index=False)
     mlflow.log_artifact(str(folder / TABLE_FILE))
     mlflow.log_metrics(metrics, synchronous=True)

@@ -23,11 +23,11 @@ from medadv.attacks.runner import predict
 from medadv.data import load_dataset, loader_options
 from medadv.data.base import Dataset
 from medadv.defenses import (
+    TRAINERS,
     AdversarialTrainingConfig,
     DefenseError,
     RobustTraining,
     train_on_adversarial_data,
-    train_with_art,
     train_with_online_pgd,
 )
 from medadv.models import check_victim
@@ -116,6 +116,8 @@ def train_robust(settings: TrainSettings) -> str:
     """Adversarially train a copy of the victim with `method`, evaluate it and register it."""
     if settings.method not in ROBUST_METHODS:
         raise DefenseError(f"unknown robust method {settings.method!r}; choose one of {', '.join(ROBUST_METHODS)}")
+    if settings.trainer not in TRAINERS:
+        raise DefenseError(f"unknown robust trainer {settings.trainer!r}; choose one of {', '.join(TRAINERS)}")
     victim, splits = _victim_and_splits(settings)
     train, test = splits["train"], splits["test"]
     attack_name = ROBUST_METHODS[settings.method]
@@ -142,7 +144,9 @@ def train_robust(settings: TrainSettings) -> str:
             trained = train_with_online_pgd(victim, train.x, train.y, attack_config, train.clip_range, adversarial)
         else:
             assert isinstance(attack_config, FGSMConfig)
-            trained = train_with_art(victim, train.x, train.y, attack_config, train.clip_range, adversarial)
+            mlflow.set_tag("medadv.robust_trainer", settings.trainer)
+            trainer = TRAINERS[settings.trainer]
+            trained = trainer(victim, train.x, train.y, attack_config, train.clip_range, adversarial)
         for epoch, loss in enumerate(trained.losses):
             mlflow.log_metric("loss", loss, step=epoch, synchronous=False)
         metrics = _robustness(victim, trained.model, test, attack_name, attack_config, generators, settings.batch_size)
@@ -156,6 +160,7 @@ def train_robust(settings: TrainSettings) -> str:
                 "dataset": settings.dataset, "arch": victim.name, "training_method": settings.method,
                 "clean_accuracy": f"{metrics['clean_accuracy']:.4f}",
                 f"robust_accuracy_{attack_name}": f"{metrics['robust_accuracy']:.4f}",
+                f"robust_accuracy_{attack_name}_victim_crafted": f"{metrics['robust_accuracy_victim_crafted']:.4f}",
                 "threat_model": f"{attack_name} {params}", "victim": settings.victim, "run_id": run.info.run_id,
             },
         )  # fmt: skip
@@ -186,13 +191,14 @@ def _robustness(
     generators: dict[int, keras.Model],
     batch_size: int,
 ) -> dict[str, float]:
-    """Clean and robust test accuracy of the robust model and of the victim.
+    """Clean and robust test accuracy of the robust model and of the victim, and `robust_accuracy_victim_crafted`:
+    the robust model on the test data crafted against the victim, as DeepCustom evaluated its robust models.
 
-    DGN data is generated once from the victim's generators (transfer, as DeepCustom evaluated);
-    FGSM/PGD attack each model white-box.
+    DGN data is generated once from the victim's generators (so both robust accuracies agree); FGSM/PGD attack
+    each model white-box for `robust_accuracy` and `victim_robust_accuracy`.
     """
-    metrics = {}
-    for prefix, model in (("", robust), ("victim_", victim)):
+    metrics, crafted = {}, {}
+    for prefix, model in (("victim_", victim), ("", robust)):
         if isinstance(config, DGNConfig):
             x_adv = generate(generators, test.x, test.y, eps=config.eps, clip_range=test.clip_range)
         else:
@@ -201,7 +207,9 @@ def _robustness(
                 [attacker.generate(test.x[i : i + batch_size], test.y[i : i + batch_size], None)
                  for i in range(0, len(test), batch_size)]
             )  # fmt: skip
+        crafted[prefix] = x_adv
         metrics[f"{prefix}clean_accuracy"] = float(np.mean(predict(model, test.x).argmax(1) == test.y))
         metrics[f"{prefix}robust_accuracy"] = float(np.mean(predict(model, x_adv).argmax(1) == test.y))
+    metrics["robust_accuracy_victim_crafted"] = float(np.mean(predict(robust, crafted["victim_"]).argmax(1) == test.y))
     metrics["robust_accuracy_gain"] = metrics["robust_accuracy"] - metrics["victim_robust_accuracy"]
     return metrics

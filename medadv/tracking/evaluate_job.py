@@ -33,6 +33,7 @@ from medadv.attacks.figures import window_success_figure
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import parse_shard, predict
 from medadv.data import load_dataset, loader_options
+from medadv.defenses.ecg_filters import defense_verdict
 from medadv.metrics import success_matrix, summarize
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import ModelError
@@ -52,6 +53,13 @@ HEATMAP_METRICS = ("dssim_mean", "dssim_max", "dssim_std", "pearson_mean", "spea
 TRAIN_METRICS = ("clean_accuracy", "test_accuracy", "test_macro_f1", "test_auc")
 # Parameters that may differ between the shards of one attack: anything else splits them into separate attacks.
 PER_SHARD_PARAMS = ("shard", "run_id", "batch_size")
+# ECG attack runs: the clinical reading of the adversarial records, and defenses beside their adaptive attack.
+PLAUSIBILITY_METRICS = (
+    "attack_success_rate", "stealthy_success_rate", "clinically_unchanged_rate", "beats_matched_mean",
+    "heart_rate_bpm_change_abs_mean", "sdnn_ms_change_abs_mean", "rmssd_ms_change_abs_mean", "quality_mean",
+    "quality_adv_mean", "snr_db_mean", "hf_share_mean", "max_jump_mv_mean", "d_smooth_mean", "num_samples",
+)  # fmt: skip
+DEFENSE_METRICS = ("undefended_success_rate", "nonadaptive_success_rate", "adaptive_success_rate")
 SUCCESS_FILE = "success_matrix.csv"
 TRANSFER_FILE = "transfer.csv"
 
@@ -201,6 +209,8 @@ class Comparison:
             "transfer": transfer,
             "transfer_matrix": transfer_matrix(transfer, models),
             "heatmaps": self.heatmap_table(finished["gradcam"]),
+            "ecg_plausibility": metrics_table(finished["attack"], PLAUSIBILITY_METRICS, "stealthy_success_rate"),
+            "ecg_defenses": defense_table(finished["attack"]),
             "models": models,
             **self.ledger.tables(),
         }
@@ -272,7 +282,8 @@ class Comparison:
         _, first_of_each = np.unique(joined.ids, return_index=True)
         result = _take(joined, np.sort(first_of_each))
         row["duplicate_ids"] = len(joined) - len(result)
-        row |= {k: v for k, v in summarize(result, clip_range, class_names).items() if k in ATTACK_METRICS}
+        ssim = first.data.params.get("ssim", "skimage")  # runs from before the parameter used skimage's
+        row |= {k: v for k, v in summarize(result, clip_range, class_names, ssim).items() if k in ATTACK_METRICS}
         success = success_matrix(result, class_names) if (result.y_target >= 0).any() else None
         return AttackRow(row, success, self._transfer(first, result))
 
@@ -451,6 +462,26 @@ def transfer_matrix(transfer: pd.DataFrame, models: pd.DataFrame) -> pd.DataFram
     return matrix
 
 
+def metrics_table(runs: list[Run], metrics: tuple[str, ...], logged: str) -> pd.DataFrame:
+    """`metrics` of every run that logged the metric `logged`, one row per run (shards apart), by run id."""
+    rows = [
+        _describe(run) | {"run_id": run.info.run_id, "defense": run.data.params.get("defense", "")}
+        | {name: run.data.metrics.get(name, math.nan) for name in metrics}
+        for run in runs
+        if logged in run.data.metrics
+    ]  # fmt: skip
+    columns = ["run_id", "model", "attack", "label", "defense", *metrics]
+    return pd.DataFrame(rows, columns=columns).set_index("run_id").sort_values(["model", "label"], kind="stable")
+
+
+def defense_table(runs: list[Run]) -> pd.DataFrame:
+    """Defended attack runs: success undefended, non-adaptive (replayed through the defense) and adaptive, and
+    the verdict (a defense that only stops the non-adaptive attack says so)."""
+    table = metrics_table(runs, DEFENSE_METRICS, "adaptive_success_rate")
+    verdicts = [defense_verdict(*(row[name] for name in DEFENSE_METRICS)) for _, row in table.iterrows()]
+    return table.assign(verdict=verdicts)
+
+
 def _transfer_targets(run: Run) -> list[str]:
     return run.data.params.get("transfer_to", "").split()
 
@@ -528,6 +559,20 @@ def report_sections(tables: dict[str, pd.DataFrame], rows: list[AttackRow]) -> l
             title="Explanations under attack",
             text="Grad-CAM heatmap change between clean and adversarial inputs, mean over the runs of each group.",
             tables={"heatmap metrics": tables["heatmaps"]},
+        ),
+        Section(
+            title="ECG: would a cardiologist notice?",
+            text="Per ECG attack run, neurokit2's reading of each adversarial record against its clean one (means "
+            "over records): beats matched within 50 ms, heart-rate and RR changes, template-match quality, and the "
+            "perturbation's SNR, share above 40 Hz and largest jump in mV. Stealthy success: fooled and clinically "
+            "unchanged (>= 95% of beats matched, heart rate within 2 bpm, quality not lower).",
+            tables={"clinical plausibility": tables["ecg_plausibility"]},
+        ),
+        Section(
+            title="ECG preprocessing defenses",
+            text="Success of the attack crafted on the bare model (undefended), replayed through the defense "
+            "(non-adaptive), and crafted through it (adaptive: gradients through the filter, BPDA for the denoisers).",
+            tables={"defenses": tables["ecg_defenses"]},
         ),
         Section(title="Models", tables={"models and their training runs": tables["models"]}),
         Section(

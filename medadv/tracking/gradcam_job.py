@@ -22,6 +22,7 @@ from medadv.attacks.runner import predict
 from medadv.data import load_dataset, loader_options
 from medadv.explain import Explainer, ExplainError, overlay_figure, target_classes
 from medadv.metrics.heatmap import heatmap_summary, heatmap_table
+from medadv.metrics.similarity import check_ssim_method
 from medadv.tracking.attack_job import RESULT_FILE
 from medadv.tracking.registry import load_model
 from medadv.tracking.runs import STEP_TAG, connect, log_figure, start_step_run
@@ -45,6 +46,7 @@ class GradcamSettings:
     layer: str = ""  # empty: the last convolution, found automatically and recorded
     explain_class: str = "clean"  # clean, adversarial or true: which class both maps explain
     on: str = "map"  # compare the heatmaps themselves, or colour overlays as the study did
+    ssim: str = "tf"  # DSSIM's SSIM: tf (Grad-Attacks' tf.image.ssim, 11x11 Gaussian) or skimage (7x7 uniform)
     iou_top_percent: float = 20.0
     batch_size: int = 32
     engine: str = "tf-keras-vis"  # or compiled: the same Grad-CAM maps in one tf.function (method gradcam only)
@@ -53,6 +55,7 @@ class GradcamSettings:
 def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Run `gradcam`; returns the run id. Run ids, layers and classes are checked before any map is computed."""
     connect(tracking_uri, experiment)
+    check_ssim_method(settings.ssim)
     if settings.attack_run_id:
         attack_run = _attack_run(settings.attack_run_id)
         model = load_model(attack_run.data.params["model"])
@@ -62,6 +65,7 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
                 run_id=attack_run.info.run_id, artifact_path=RESULT_FILE, dst_path=folder
             )
             result = AttackResult.load(Path(local))
+        check_ssim_method(settings.ssim, result.x.shape[1:])
         classes = target_classes(
             settings.explain_class, y_true=result.y_true, y_clean=result.y_clean, y_adv=result.y_adv
         )
@@ -77,7 +81,7 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
             adversarial = explainer(result.x_adv, classes, batch_size=settings.batch_size)
             table = heatmap_table(
                 clean.maps, adversarial.maps, on=settings.on, x_clean=result.x, x_adv=result.x_adv,
-                iou_top_percent=(settings.iou_top_percent,), ids=result.ids,
+                iou_top_percent=(settings.iou_top_percent,), ids=result.ids, ssim=settings.ssim,
             )  # fmt: skip
             metrics = heatmap_summary(table)
             # The attack's own image degradation, beside the heatmaps' (images only: ECG runs have none).

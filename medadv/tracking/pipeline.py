@@ -45,7 +45,7 @@ def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment
     )  # fmt: skip
 
     with start_step_run("main", asdict(settings)) as parent:
-        step = _reusing_step(uri, experiment)
+        step = reusing_step(uri, experiment)
         step("train", train, victim_a)
         step("train", train, victim_b)
         for metric in ("l2", "smooth", "smooth_l2"):
@@ -63,7 +63,7 @@ def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment
         return str(parent.info.run_id)
 
 
-def _reusing_step(uri: str, experiment: str | None) -> Callable[[str, Callable[..., str], Any], str]:
+def reusing_step(uri: str, experiment: str | None) -> Callable[[str, Callable[..., str], Any], str]:
     """Run a step in-process, or reuse its finished run with the same parameters and code version."""
 
     def step(name: str, job: Callable[..., str], settings: Any) -> str:

@@ -41,6 +41,7 @@ class TrainSettings:
     method: str = ""  # robust: fgsm, pgd, pgd_online, dgn_lrp, dgn_nce or dgn_suspiciousness
     attack_params: str = ""  # robust: the attack's settings, e.g. "eps=0.3,eps_step=0.01,max_iter=20"
     generators: str = ""  # robust with dgn_*: the run id of a generator set
+    trainer: str = "gf"  # robust with fgsm/pgd: gf (DeepCustom's mixed loss on pairs crafted against the victim) or art
     adversarial_ratio: float = 0.5  # weight of the clean loss in Goodfellow's mixed loss
     from_scratch: bool = True  # False: fine-tune the victim's weights
 
