@@ -88,8 +88,9 @@ def tiny_image_model(tiny_image_data: Dataset):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def tiny_ecg_model(tiny_ecg_data: Dataset):  # type: ignore[no-untyped-def]
-    """A 2-block ECG ResNet trained on `tiny_ecg_data`."""
-    return _fit("ecg_resnet", tiny_ecg_data, epochs=30, num_blocks=2, base_filters=8)
+    """A 2-block ECG ResNet trained on `tiny_ecg_data` (medadv's wide variant: Andreotti's Flatten head overfits
+    64 waves, and the attack tests need a victim that is right before it is fooled)."""
+    return _fit("ecg_resnet_wide", tiny_ecg_data, epochs=30, num_blocks=2, base_filters=8)
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +119,7 @@ def victims(tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> d
         tracking_server, EXPERIMENT,
     )  # fmt: skip
     train(
-        TrainSettings(dataset="cinc2017", data_dir=str(ecg), data_options="length=600", arch="ecg_resnet",
+        TrainSettings(dataset="cinc2017", data_dir=str(ecg), data_options="length=600", arch="ecg_resnet_wide",
                       arch_options="num_blocks=2,base_filters=8", epochs=6, model_name="tiny-cinc", **common),
         tracking_server, EXPERIMENT,
     )  # fmt: skip

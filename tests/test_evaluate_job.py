@@ -87,9 +87,10 @@ def _logged_run(
 
 
 def _hand_made_npz(folder: Path, ids: list[str], *, fooled: bool) -> str:
-    """attack_result.npz of two 8x8 images of classes 0 and 1, both misclassified after the attack or neither."""
+    """attack_result.npz of two 12x12 images (SSIM's 11x11 window fits) of classes 0 and 1, both misclassified
+    after the attack or neither."""
     folder.mkdir()
-    x = np.zeros((2, 8, 8, 1), dtype=np.float32)
+    x = np.zeros((2, 12, 12, 1), dtype=np.float32)
     y_true = np.array([0, 1])
     result = AttackResult(
         x=x, x_adv=x + 0.1, ids=np.array(ids), y_true=y_true, y_clean=y_true, y_adv=1 - y_true if fooled else y_true,
