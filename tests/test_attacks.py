@@ -30,6 +30,8 @@ from medadv.models import ModelError
 # Per victim: the L-inf budget that flips it (the blobs differ by 0.6; the z-scored waves by ~1).
 EPS = {"image": 0.3, "ecg": 1.0}
 NUM_SAMPLES = 6
+# C&W L-inf, both engines: one c (1, below largest_const 2), tau shrinking tenfold while it still succeeds
+CW_LINF = {"max_iter": 10, "learning_rate": 0.2, "initial_const": 1.0, "largest_const": 2.0, "decrease_factor": 0.1}
 
 # (attack, engine, settings given the victim's eps, minimum success on (image, ecg); None: refused for that victim)
 TABLE: list[tuple[str, str, Callable[[float], dict[str, Any]], tuple[float | None, float | None]]] = [
@@ -51,13 +53,7 @@ TABLE: list[tuple[str, str, Callable[[float], dict[str, Any]], tuple[float | Non
     (
         "cw_linf",
         "native",
-        lambda e: {
-            "max_iter": 10,
-            "learning_rate": 0.2,
-            "initial_const": 1.0,
-            "largest_const": 2.0,
-            "decrease_factor": 0.1,
-        },
+        lambda e: CW_LINF,
         (0.5, 0.5),
     ),
     ("apgd", "native", lambda e: {"eps": e, "eps_step": e / 4, "max_iter": 5, "num_random_init": 1}, (0.8, 0.8)),
@@ -77,13 +73,7 @@ TABLE: list[tuple[str, str, Callable[[float], dict[str, Any]], tuple[float | Non
     (
         "cw_linf",
         "art",
-        lambda e: {
-            "max_iter": 10,
-            "learning_rate": 0.2,
-            "initial_const": 1.0,
-            "largest_const": 2.0,
-            "decrease_factor": 0.1,
-        },
+        lambda e: CW_LINF,
         (0.5, 0.5),
     ),
     (
