@@ -126,6 +126,7 @@ class GradAttacksProtocol:
     pgd_iterations: int = 100
     deepfool_iterations: int = 100
     gradcam_layers: tuple[tuple[str, str], ...] = (("resnet50v2", "conv5_block3_out"),)  # arch -> layer
+    explain_class: str = "own"  # each map explains its own image's prediction, as the study
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -130,7 +130,7 @@ def test_a_run_killed_after_its_first_batches_resumes_to_the_uninterrupted_resul
         ({"per_class": "5,x"}, "per_class needs 2 comma-separated counts >= 0 (one per class), got '5,x'"),
         ({"per_class": "5,5", "num_samples": 4}, "give either num_samples or per_class, not both"),
         ({"model": "models:/tiny-cinc@candidate"}, "takes inputs of shape (600, 1), the data has shape (28, 28, 1)"),
-        ({"model": "models:/tiny-pneumonia@nonexistent"}, "cannot fetch model models:/tiny-pneumonia@nonexistent"),
+        ({"model": "models:/tiny-pneumonia@nonexistent"}, "cannot resolve model models:/tiny-pneumonia@nonexistent"),
         ({"model": ""}, "give the victim with --model"),
     ],
 )

@@ -71,6 +71,19 @@ def test_nan_samples_become_zero_before_scoring() -> None:
             lambda root: (root / "S00001.hea").write_text("S00001 1 500 10\r\nS00001.mat 16 1000/mV\r\n"),
             "S00001.hea: sampled at 500 Hz",
         ),
+        # headers that disagree with their records (issue 16, class 1)
+        (
+            lambda root: (root / "S00002.hea").write_text("S00002 1 300 12345\r\nS00002.mat 16 1000/mV\r\n"),
+            "S00002.hea: declares 12345 samples, but S00002.mat holds",
+        ),
+        (
+            lambda root: (root / "S00003.hea").write_text("S00003 2 300 10\r\nS00003.mat 16 1000/mV\r\n"),
+            "S00003.hea: declares 2 signals",
+        ),
+        (
+            lambda root: (root / "S00004.hea").write_text("S00004 1 300 10\r\nS00004.mat 16 -5/mV\r\n"),
+            "S00004.hea: gain must be positive",
+        ),
     ],
 )
 def test_malformed_sets_fail_with_one_line_naming_the_file(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -280,6 +280,38 @@ def _garbage_every_png(folder: Path) -> None:
         _garbage(path)
 
 
+def _npz_labels_one_short(path: Path) -> None:
+    """Labels that disagree with the images beside them: one fewer."""
+    with np.load(path) as archive:
+        kept: dict[str, Any] = {key: archive[key] for key in archive.files}
+    kept["train_labels"] = kept["train_labels"][:-1]
+    np.savez(path, **kept)
+
+
+def _npz_label_out_of_range(path: Path) -> None:
+    with np.load(path) as archive:
+        kept: dict[str, Any] = {key: archive[key] for key in archive.files}
+    kept["val_labels"][0] = 7  # PneumoniaMNIST has classes 0 and 1
+    np.savez(path, **kept)
+
+
+def _empty_class_folder(path: Path) -> None:
+    for image in path.iterdir():
+        image.unlink()
+
+
+def _idx_labels_one_short(path: Path) -> None:
+    mnist.write_idx(path, mnist.read_idx(path)[:-1])  # a valid IDX file whose count disagrees with the images'
+
+
+def _cifar_labels_one_short(path: Path) -> None:
+    with path.open("rb") as handle:
+        content = pickle.load(handle, encoding="bytes")
+    content[b"labels"] = content[b"labels"][:-1]
+    with path.open("wb") as handle:
+        pickle.dump(content, handle)
+
+
 # (data set, path to damage, damage, the path the message must name, what it says); "." is the data set's root
 MALFORMED: list[tuple[str, str, Callable[[Path], None], str, str]] = [
     ("pneumoniamnist", "pneumoniamnist.npz", _without, "pneumoniamnist.npz", "not found"),
@@ -299,6 +331,12 @@ MALFORMED: list[tuple[str, str, Callable[[Path], None], str, str]] = [
     ("cifar10", "cifar-10-batches-py/batches.meta", _without, "cifar-10-batches-py/batches.meta", "not found"),
     ("cifar10", "cifar-10-batches-py/data_batch_3", _without, "cifar-10-batches-py/data_batch_3", "not found"),
     ("cifar10", "cifar-10-batches-py/test_batch", _truncate, "cifar-10-batches-py/test_batch", "truncated"),
+    # files that disagree with themselves (issue 16, class 1)
+    ("pneumoniamnist", "pneumoniamnist.npz", _npz_labels_one_short, "pneumoniamnist.npz", "must have shape"),
+    ("pneumoniamnist", "pneumoniamnist.npz", _npz_label_out_of_range, "pneumoniamnist.npz", "labels outside 0..1"),
+    ("chest_xray", "test/NORMAL", _empty_class_folder, "test", "no images of class(es) NORMAL"),
+    ("mnist", "t10k-labels-idx1-ubyte.gz", _idx_labels_one_short, ".", "must be uint8 images (n, h, w) with n labels"),
+    ("cifar10", "cifar-10-batches-py/data_batch_2", _cifar_labels_one_short, "cifar-10-batches-py/data_batch_2", "one"),
 ]
 
 

@@ -31,6 +31,7 @@ from medadv.attacks.ecgadv import (
 )
 from medadv.attacks.ecgadv_filters import (
     DEFAULT_STOP_BANDS_HZ,
+    STUDY_FFT_LENGTH,
     Bands,
     circular_shift,
     device_filter,
@@ -86,10 +87,11 @@ def test_cw_margin_and_success(kappa: float, margin: list[float], success: list[
 def test_evaluation_distances_on_a_hand_made_record() -> None:
     x_adv = column(1, 2, 4, 4)
     distances = evaluation_distances(np.zeros_like(x_adv), x_adv)
-    # delta (1, 2, 4, 4): sum of squares 37; diff (1, 2, 0) has variance 2/3
+    # delta (1, 2, 4, 4): sum of squares 37; the optimised D's padded difference (0, 1, 2, 0, -4) has mean -0.2,
+    # mean square 4.2 and variance 4.16 (the plain diff (1, 2, 0) would give 2/3)
     np.testing.assert_allclose(distances["d_l2"], [37.0])
-    np.testing.assert_allclose(distances["d_smooth"], [2 / 3])
-    np.testing.assert_allclose(distances["d_smooth_l2"], [1e4 * 2 / 3 + 0.37])
+    np.testing.assert_allclose(distances["d_smooth"], [4.16])
+    np.testing.assert_allclose(distances["d_smooth_l2"], [1e4 * 4.16 + 0.37])
 
 
 def test_binary_search_update_sequence() -> None:
@@ -185,6 +187,34 @@ def test_fft_filter_zeroes_exactly_those_bins_and_commutes_with_shifts() -> None
     )
 
 
+def test_type2_filters_each_shifted_copy_with_the_studys_16384_point_transform() -> None:
+    # ECGadv's bins at 300 Hz: 1-3 (baseline), 2731 (50 Hz) and 3277 (60 Hz) of 16384, the default bands.
+    study_bins = [1, 2, 3, 2731, 3277]
+    np.testing.assert_array_equal(
+        fft_zeroed_bins(STUDY_FFT_LENGTH, 300.0, parse_bands(DEFAULT_STOP_BANDS_HZ)), study_bins
+    )
+    rng = np.random.default_rng(0)
+    padded = np.zeros((1, 900), dtype=np.float32)
+    padded[0, :300] = rng.normal(size=300)
+    offsets = np.array([[0, 123, 599]])
+    shifted = circular_shift(padded, offsets).numpy()
+    spectrum = np.fft.rfft(shifted, n=STUDY_FFT_LENGTH)
+    spectrum[..., study_bins] = 0
+    expected = np.fft.irfft(spectrum, n=STUDY_FFT_LENGTH)[..., :900]
+    attack = ECGadvTypeII(last_sample_model(900), ECGadvTypeIIConfig(window=300))
+    np.testing.assert_allclose(attack.filtered_copies(padded, offsets).numpy(), expected, atol=1e-4)
+    # `record`: one 900-point circular filter before the shifts (bin 0, nearest the baseline band; 150 and 180)
+    record = ECGadvTypeII(last_sample_model(900), ECGadvTypeIIConfig(window=300, fft_form="record"))
+    keep = fft_keep_mask(900, 300.0, parse_bands(DEFAULT_STOP_BANDS_HZ))
+    np.testing.assert_array_equal(np.flatnonzero(keep == 0), [0, 150, 180])
+    np.testing.assert_allclose(
+        record.filtered_copies(padded, offsets).numpy(),
+        circular_shift(fft_filter(padded, keep), offsets).numpy(),
+        atol=1e-5,
+    )
+    assert not np.allclose(record.filtered_copies(padded, offsets).numpy(), expected, atol=1e-3)
+
+
 def test_circular_shift_and_offset_range() -> None:
     signal = np.arange(5, dtype=np.float32)[None]
     np.testing.assert_array_equal(
@@ -246,6 +276,11 @@ def test_universal_records_keep_long_records_of_the_source_class() -> None:
     x = np.arange(4, dtype=np.float32)[:, None, None]
     chosen = universal_records(x, np.array([1, 1, 0, 1]), np.array([9000, 8999, 9000, 9500]), source=1)
     np.testing.assert_array_equal(chosen.ravel(), [0, 3])
+    # with the victim's predictions: only the correctly classified ones (the study's data_select lists)
+    chosen = universal_records(
+        x, np.array([1, 1, 0, 1]), np.array([9000, 8999, 9000, 9500]), source=1, y_pred=np.array([1, 1, 0, 2])
+    )
+    np.testing.assert_array_equal(chosen.ravel(), [0])
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -256,6 +291,7 @@ def test_universal_records_keep_long_records_of_the_source_class() -> None:
     [
         (ECGadvTypeIConfig(target=None), "targeted"),
         (ECGadvTypeIConfig(metric="l1"), "metric"),
+        (ECGadvTypeIIConfig(fft_form="circular"), "fft_form"),
         (ECGadvTypeIConfig(learning_rate=0.0), "learning_rate"),
         (ECGadvTypeIConfig(max_iterations=0), "max_iterations"),
         (ECGadvTypeIIConfig(min_power=1.5, max_power=0.5), "min_power"),

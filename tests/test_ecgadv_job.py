@@ -4,8 +4,10 @@ acceptance figures on the real CinC 2017 records (`pytest -m study`: minutes to 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -13,9 +15,12 @@ import pytest
 from conftest import EXPERIMENT, REAL_CINC, REAL_CINC_OPTIONS, train_real_cinc
 
 from medadv.attacks import AttackError
+from medadv.attacks.ecgadv import ECGadvTypeIIConfig
 from medadv.attacks.figures import window_success_figure
 from medadv.attacks.result import AttackResult
-from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.data import load_dataset
+from medadv.tracking.attack_job import AttackSettings, attack, universal_table
+from medadv.tracking.registry import load_model
 
 CLASSES = ("A", "N", "O", "~")
 # Power limits opened: the tiny victim's windows succeed only well above the study's power of about 1.
@@ -54,13 +59,28 @@ def test_type2_run_logs_a_universal_table_that_agrees_with_its_metrics_and_resul
     assert metrics["universal_target_rate_mean"] == pytest.approx(table["target_share"].mean())
     assert metrics["universal_majority_pairs"] == int((table["target_share"] > 0.5).sum())
     assert "figures/universal_rates.png" in {a.path for a in client.list_artifacts(run_id, "figures")}
+    # the study's universal records: the source class's full-length records that the victim classifies correctly
+    data = load_dataset("cinc2017", victims["ecg"], "train", length=600)
+    y_pred = load_model("models:/tiny-cinc@candidate").predict(data.x, verbose=0).argmax(axis=1)
+    full = data.lengths >= 600
+    correct = {int(s): int(np.sum(full & (data.y == s) & (y_pred == s))) for s in table["source"]}
+    assert table["records"].tolist() == [correct[int(s)] for s in table["source"]]
+    # a victim that always says class 0 gets no source record right: `correct` leaves no pair, `all` keeps them
+    constant = keras.Sequential([keras.Input((600, 1)), keras.layers.Flatten(), keras.layers.Dense(4, "softmax")])
+    constant.layers[-1].set_weights([np.zeros((600, 4)), np.array([9.0, 0.0, 0.0, 0.0])])
+    config = ECGadvTypeIIConfig(window=300)
+    for records, pairs_left in (("correct", 0), ("all", len(table))):
+        changed = replace(settings, universal_records=records, universal_positions=1)
+        assert len(universal_table(result, constant, data, config, changed)) == pairs_left
 
 
 def test_bad_universal_settings_fail_before_any_run(victims: dict[str, str], tracking_server: str) -> None:
-    settings = AttackSettings(model="models:/x@y", attack="ecgadv_type2", universal_positions=0)
+    with pytest.raises(ValueError, match=r"universal_positions must be >= 1, got 0"):
+        AttackSettings(model="models:/x@y", attack="ecgadv_type2", universal_positions=0)
+    settings = AttackSettings(model="models:/x@y", attack="ecgadv_type2", universal_records="some")
     mlflow.set_tracking_uri(tracking_server)
     before = len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list"))
-    with pytest.raises(AttackError, match="need universal_positions >= 1"):
+    with pytest.raises(AttackError, match="universal_records"):
         attack(settings, tracking_server, EXPERIMENT)
     assert len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")) == before
 

@@ -15,6 +15,7 @@ import pytest
 
 from medadv.attacks.result import AttackResult
 from medadv.defenses.ecg_filters import defense_verdict
+from medadv.metrics import wilson_interval
 from medadv.tracking.attack_job import AttackSettings, attack
 from medadv.tracking.evaluate_job import (
     ATTACK_METRICS,
@@ -52,6 +53,7 @@ class Runs:
     tables: dict[str, pd.DataFrame]
     html: str
     figures: list[str]
+    latex: dict[str, str]
 
 
 def _fgsm_settings(victims: dict[str, str], victim_version: str, **changes: str) -> AttackSettings:
@@ -127,7 +129,8 @@ def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest
     # Shard 0/2 run twice: the newer run (by start time; created first here) must win over the older.
     rerun_parent = parent_run()
     folder = tmp_path_factory.mktemp("rerun")
-    rerun_params = whole_params | {"parent_run_id": rerun_parent, "transfer_to": "", "eps": "0.25"}
+    rerun_params = whole_params | {"parent_run_id": rerun_parent, "eps": "0.25"}
+    rerun_params |= {"transfer_to": "", "transfer_to_versions": ""}
     rerun = _logged_run(client, experiment_id, rerun_params | {"shard": "0/2"},
                         artifact=_hand_made_npz(folder / "new", ["a", "b"], fooled=True))  # fmt: skip
     _logged_run(client, experiment_id, rerun_params | {"shard": "1/2"},
@@ -174,6 +177,7 @@ def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest
         tables={name: pd.read_parquet(local / "tables" / f"{name}.parquet") for name in TABLES},
         html=(local / "report.html").read_text(),
         figures=sorted(path.name for path in (local / "figures").iterdir()),
+        latex={path.stem: path.read_text() for path in (local / "tables").glob("*.tex")},
     )  # fmt: skip
 
 
@@ -205,16 +209,22 @@ def test_every_table_matches_the_runs_logged_metrics_and_artifacts(runs: Runs, t
             name: value for name, value in logged.items() if name in ATTACK_METRICS
         }
     assert attacks.loc[runs.whole, "label"] == "fgsm@0.1"
+    n, robust = attacks.loc[runs.whole, ["num_samples", "robust_accuracy"]]
+    interval = wilson_interval(round(robust * n), int(n))
+    assert tuple(attacks.loc[runs.whole, ["robust_accuracy_low", "robust_accuracy_high"]]) == pytest.approx(interval)
+    assert attacks.loc[runs.targeted, "target_class"] == "each other class"
 
     robustness = runs.tables["robustness"]
+    pneumonia = client.get_run(runs.whole).data.params["model_version_uri"]  # the version @candidate named then
+    cinc = client.get_run(runs.targeted).data.params["model_version_uri"]
+    assert attacks.loc[runs.whole, "model"] == pneumonia and pneumonia.startswith("models:/tiny-pneumonia/")
+    assert attacks.loc[runs.whole, "model_label"] == f"tiny-pneumonia v{pneumonia[-1]} (@candidate at the time)"
     whole_robust = client.get_run(runs.whole).data.metrics["robust_accuracy"]
-    assert robustness.loc["models:/tiny-pneumonia@candidate", "fgsm@0.1"] == pytest.approx(whole_robust)
+    assert robustness.loc[pneumonia, "fgsm@0.1"] == pytest.approx(whole_robust)
     train_run = client.get_model_version_by_alias("tiny-cinc", "candidate").run_id
     train_metrics = client.get_run(train_run).data.metrics
-    assert robustness.loc["models:/tiny-cinc@candidate", "clean_test_accuracy"] == train_metrics["test_accuracy"]
-    assert runs.tables["models"].loc["models:/tiny-cinc@candidate", "test_auc"] == pytest.approx(
-        train_metrics["test_auc"], nan_ok=True
-    )
+    assert robustness.loc[cinc, "clean_test_accuracy"] == train_metrics["test_accuracy"]
+    assert runs.tables["models"].loc[cinc, "test_auc"] == pytest.approx(train_metrics["test_auc"], nan_ok=True)
 
     logged_matrix = pd.read_csv(client.download_artifacts(runs.targeted, "success_matrix.csv"), index_col=0)
     long = runs.tables["success_matrices"].loc[runs.targeted]
@@ -225,7 +235,7 @@ def test_every_table_matches_the_runs_logged_metrics_and_artifacts(runs: Runs, t
     logged_transfer = pd.read_csv(client.download_artifacts(runs.whole, "transfer.csv"), index_col=0)
     target = logged_transfer.index[0]
     matrix = runs.tables["transfer_matrix"]  # indexed by (source_model, label)
-    assert matrix.loc[("models:/tiny-pneumonia@candidate", "fgsm@0.1"), target] == pytest.approx(
+    assert matrix.loc[(pneumonia, "fgsm@0.1"), target] == pytest.approx(
         logged_transfer.loc[target, "transfer_success_rate"]
     )  # the mean of the unsharded and the merged run, which are equal
 
@@ -241,7 +251,7 @@ def test_every_table_matches_the_runs_logged_metrics_and_artifacts(runs: Runs, t
 
     heatmaps = runs.tables["heatmaps"].set_index(["model", "attack", "eps", "method"])
     logged_heat = client.get_run(runs.gradcam).data.metrics
-    row = heatmaps.loc[("models:/tiny-pneumonia@candidate", "fgsm", 0.1, "gradcam")]
+    row = heatmaps.loc[(pneumonia, "fgsm", 0.1, "gradcam")]
     assert row["runs"] == 1
     assert row["dssim_mean"] == logged_heat["dssim_mean"] and row["iou_top20_mean"] == logged_heat["iou_top20_mean"]
 
@@ -280,15 +290,31 @@ def skipped_reason(runs: Runs, run_id: str) -> str:
 
 def test_the_report_embeds_every_figure_and_its_location_is_printed(runs: Runs, tracking_server: str) -> None:
     embedded = re.findall(r'src="data:image/png;base64,', runs.html)
-    # eps curves, white-box and transferred robustness, one success matrix, Type II success vs window, transfer
-    assert len(embedded) == len(runs.figures) == 6
-    assert "models_tiny_cinc_candidate_ECGadv_Type_II_success_vs_window.png" in runs.figures
+    # eps curves of each model (the ECG one at a single eps), white-box and transferred robustness, one success
+    # matrix, Type II success vs window, transfer; each as PNG and SVG
+    assert len(runs.figures) == 2 * 8 and {name.rsplit(".", 1)[1] for name in runs.figures} == {"png", "svg"}
+    assert "tiny_cinc_candidate_ECGadv_Type_II_success_vs_window.svg" in runs.figures
+    # and the examples the runs logged: the FGSM images with the Grad-CAM run that explained them, the ECG overlays
+    examples = re.findall(r"<figcaption>([^<]*\(run [0-9a-f]{8}\): [^<]*)</figcaption>", runs.html)
+    assert len(embedded) == 8 + len(examples) and len(examples) >= 3
+    assert any(f"fgsm@0.1 (run {runs.whole[:8]}): Grad-CAM" in caption for caption in examples)
+    assert set(TABLES) <= set(runs.latex) and 'class="none"' not in runs.html  # empty sections left out
+    assert r"\toprule" in runs.latex["robustness"] and r"clean\_test\_accuracy" in runs.latex["robustness"]
     assert not re.search(r'src="(?!data:)', runs.html)
     for heading in ("Attacks", "Robustness matrix", "Transferability", "Missing metrics and artifacts"):
         assert f"<h2>{heading}</h2>" in runs.html
     assert runs.report.startswith("report: ") and runs.report.endswith(f"{runs.evaluate}/artifacts/report.html")
     run = mlflow.MlflowClient(tracking_server).get_run(runs.evaluate)
     assert run.data.tags["medadv.step"] == "evaluate" and run.data.tags["medadv.evaluated_experiment"] == EXPERIMENT
+
+
+def test_the_attack_table_opens_on_key_figures_and_ends_on_short_ids(runs: Runs) -> None:
+    table = re.search(r"<h3>attacks</h3>(.*?)</table>", runs.html, re.S)
+    assert table is not None
+    headers = re.findall(r"<th>([^<]*)</th>", table[1])
+    assert headers[:7] == ["model", "attack", "eps", "target", "n", "fooling rate [95% CI]", "robust accuracy [95% CI]"]
+    assert headers[-1] == "run" and f"<td>{runs.whole[:8]}</td>" in table[1]
+    assert "models:/" not in table[1] and runs.whole not in runs.html  # short names and ids throughout
 
 
 def test_a_filter_narrows_the_runs_and_bad_input_fails_before_any_run(runs: Runs, tracking_server: str) -> None:

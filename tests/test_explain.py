@@ -219,13 +219,21 @@ def test_an_explicit_layer_and_class_change_the_map_and_leave_the_victim_alone(
 
 
 @pytest.mark.parametrize(
-    ("explain_class", "expected"),
-    [("clean", [1, 1, 0]), ("adversarial", [0, 1, 1]), ("true", [1, 0, 0])],
+    ("explain_class", "expected_clean", "expected_adversarial"),
+    [
+        ("clean", [1, 1, 0], [1, 1, 0]),
+        ("adversarial", [0, 1, 1], [0, 1, 1]),
+        ("true", [1, 0, 0], [1, 0, 0]),
+        ("own", [1, 1, 0], [0, 1, 1]),  # Grad-Attacks: each map explains its own image's prediction
+    ],
 )
-def test_explain_class_picks_one_class_for_both_maps(explain_class: str, expected: list[int]) -> None:
+def test_explain_class_picks_the_class_of_each_map(
+    explain_class: str, expected_clean: list[int], expected_adversarial: list[int]
+) -> None:
     y_true, y_clean, y_adv = np.array([1, 0, 0]), np.array([1, 1, 0]), np.array([0, 1, 1])
-    chosen = target_classes(explain_class, y_true=y_true, y_clean=y_clean, y_adv=y_adv)
-    np.testing.assert_array_equal(chosen, expected)
+    clean, adversarial = target_classes(explain_class, y_true=y_true, y_clean=y_clean, y_adv=y_adv)
+    np.testing.assert_array_equal(clean, expected_clean)
+    np.testing.assert_array_equal(adversarial, expected_adversarial)
 
 
 def test_adversarial_class_without_an_attack_is_refused() -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
+from medadv.attacks.figures import perturbation_figure
 from medadv.attacks.native import FGSMConfig, PGDConfig
 from medadv.attacks.result import AttackResult
 from medadv.data.base import Dataset
@@ -30,6 +32,14 @@ def test_binary_scores_by_hand() -> None:
     # AUC = share of (positive, negative) pairs ranked right: 0.35 > 0.1, 0.35 < 0.4, 0.8 > 0.1, 0.8 > 0.4: 3 / 4
     assert scores["auc"] == pytest.approx(0.75)
     # class 0: TP 2, FP 1, FN 0: P 2/3, R 1, F1 0.8; class 1: TP 1, FP 0, FN 1: P 1, R 1/2, F1 2/3; mean 11/15
+    assert scores["macro_f1"] == pytest.approx(11 / 15)
+
+
+def test_macro_f1_weighs_classes_equally_whatever_their_size() -> None:
+    p1 = np.array([0.1, 0.2, 0.9, 0.8])
+    scores = classification_scores(np.array([0, 0, 0, 1]), np.stack([1 - p1, p1], axis=1))
+    # predictions [0, 0, 1, 1]: class 0 P 1, R 2/3, F1 4/5; class 1 P 1/2, R 1, F1 2/3; macro 11/15 (weighted by
+    # support it would be (3 x 4/5 + 2/3) / 4 = 23/30)
     assert scores["macro_f1"] == pytest.approx(11 / 15)
 
 
@@ -87,6 +97,10 @@ def test_transfer_metrics_by_hand() -> None:
     half_width = 1.96 * math.sqrt(0.05 / 3) / 2  # 0.126517
     assert metrics["confidence_ci95_low"] == pytest.approx(0.75 - half_width)
     assert metrics["confidence_ci95_high"] == pytest.approx(0.75 + half_width)
+    # foe's baseline beside it: the target's white-box adversarials predict [1, 1, 1, 1], right on sample 1 and 2
+    assert math.isnan(metrics["white_box_accuracy"])
+    white_box = np.array([[0.3, 0.7], [0.1, 0.9], [0.2, 0.8], [0.4, 0.6]])
+    assert transfer_metrics(result, clean, adversarial, white_box)["white_box_accuracy"] == 0.5
 
 
 def test_targeted_transfer_counts_only_the_target_class() -> None:
@@ -169,3 +183,27 @@ def test_robust_training_metrics_by_hand(attack: str, config: FGSMConfig) -> Non
             "victim_robust_accuracy": 0.5, "robust_accuracy_gain": 0.25, "robust_accuracy_victim_crafted": 0.75,
         }
     )  # fmt: skip
+
+
+# --- the perturbation figure ----------------------------------------------------------------------------------
+
+
+def test_perturbation_figure_scales_to_the_largest_change_shown() -> None:
+    x = np.full((3, 4, 4, 1), 0.5, dtype=np.float32)
+    x_adv = x.copy()
+    x_adv[0, 0, 0, 0] += 0.01  # the least perturbed
+    x_adv[1, 1, 1, 0] -= 0.03  # the most perturbed: its 0.03 sets the scale of every row
+    x_adv[2, 2, 2, 0] += 0.02
+    labels = np.array([0, 1, 0])
+    result = AttackResult(
+        x=x, x_adv=x_adv, ids=np.array(["a", "b", "c"]), y_true=labels, y_clean=labels, y_adv=1 - labels,
+        y_target=np.full(3, -1), p_clean=np.ones(3), p_adv=np.ones(3), seconds=np.zeros(3),
+    )  # fmt: skip
+    figure = perturbation_figure(result, ("normal", "pneumonia"), count=1)
+    panels = [axis for axis in figure.axes if axis.images and axis.images[0].get_cmap().name == "seismic"]
+    assert [panel.images[0].get_clim() for panel in panels] == [pytest.approx((-0.03, 0.03))] * 2
+    assert "0.03" in figure.get_suptitle() and "0.01" in panels[0].get_title()  # rows: least, then most perturbed
+    assert [axis.get_ylabel() for axis in figure.axes if axis not in panels and not axis.images] == [
+        "delta (±0.03)"
+    ] * 2
+    plt.close(figure)

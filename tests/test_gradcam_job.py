@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -11,7 +12,8 @@ import pytest
 from conftest import EXPERIMENT
 from mlflow_server import run_step
 
-from medadv.explain import ExplainError
+from medadv.attacks.result import AttackResult
+from medadv.explain import Explainer, ExplainError
 from medadv.tracking.attack_job import AttackSettings, attack
 from medadv.tracking.gradcam_job import GradcamSettings, gradcam
 from medadv.tracking.train_job import TrainSettings, train
@@ -49,16 +51,97 @@ def test_gradcam_on_an_attack_run_logs_maps_that_reload_and_agree_with_the_metri
     assert [a.path for a in client.list_artifacts(run_id, "figures")] == ["figures/overlays.png"]
 
 
+def _maps_and_run(run_id: str, tracking_server: str, folder: Path) -> tuple[np.ndarray, mlflow.entities.Run]:
+    client = mlflow.MlflowClient(tracking_server)
+    with np.load(client.download_artifacts(run_id, "heatmaps.npz", str(folder))) as maps:
+        return np.stack([maps["clean_maps"], maps["adversarial_maps"]]), client.get_run(run_id)
+
+
+@pytest.fixture(scope="module")
+def default_gradcam_run(image_attack_run: str, tracking_server: str) -> str:
+    """Grad-CAM with tf-keras-vis on the maps themselves: the reference the variants are compared with."""
+    return gradcam(GradcamSettings(attack_run_id=image_attack_run), tracking_server, EXPERIMENT)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"engine": "compiled"}, {"on": "overlay"}, {"method": "gradcam++"}, {"method": "scorecam", "batch_size": 64}],
+    ids=["compiled", "overlay", "gradcam++", "scorecam"],
+)
+def test_gradcam_variants_through_the_job(
+    options: dict[str, str | int],
+    image_attack_run: str,
+    default_gradcam_run: str,
+    tracking_server: str,
+    tmp_path: Path,
+) -> None:
+    """Each variant records its setting, logs maps in [0, 1] and metrics that agree with its own table."""
+    run_id = gradcam(GradcamSettings(attack_run_id=image_attack_run, **options), tracking_server, EXPERIMENT)  # type: ignore[arg-type]
+    maps, run = _maps_and_run(run_id, tracking_server, tmp_path / "variant")
+    reference, _ = _maps_and_run(default_gradcam_run, tracking_server, tmp_path / "reference")
+    for key, value in options.items():
+        assert run.data.params[key] == str(value)
+    assert maps.shape == reference.shape == (2, 8, 28, 28) and maps.min() >= 0 and maps.max() <= 1
+    table = pd.read_parquet(
+        mlflow.MlflowClient(tracking_server).download_artifacts(run_id, "heatmaps.parquet", str(tmp_path))
+    )
+    assert run.data.metrics["dssim_mean"] == pytest.approx(table["dssim"].mean())
+    reference_dssim = mlflow.MlflowClient(tracking_server).get_run(default_gradcam_run).data.metrics["dssim_mean"]
+    if options.get("engine") == "compiled":  # the same Grad-CAM maps, one tf.function instead of tf-keras-vis
+        np.testing.assert_allclose(maps, reference, atol=1e-3)
+        assert run.data.metrics["dssim_mean"] == pytest.approx(reference_dssim, abs=1e-3)
+    elif options.get("on") == "overlay":  # the same maps, compared as colour overlays on the images
+        np.testing.assert_array_equal(maps, reference)
+        assert run.data.metrics["dssim_mean"] != pytest.approx(reference_dssim, abs=1e-4)
+    else:  # another method: other maps
+        assert np.abs(maps - reference).max() > 0.05
+
+
+def _two_channel_victim() -> keras.Model:
+    """Class 1's logit sums channel 0, class 0's sums channel 1 (1x1 identity convolution, hand-set weights)."""
+    inputs = keras.Input((8, 8, 2))
+    conv = keras.layers.Conv2D(2, 1, activation="relu", name="conv")
+    features = conv(inputs)
+    dense = keras.layers.Dense(2, name="logits")
+    logits = dense(keras.layers.Flatten()(features))
+    model = keras.Model(inputs, keras.layers.Activation("softmax", name="softmax")(logits))
+    conv.set_weights([np.eye(2, dtype=np.float32).reshape(1, 1, 2, 2), np.zeros(2, np.float32)])
+    kernel = np.zeros((8 * 8 * 2, 2), np.float32)  # Flatten order (row, column, channel)
+    kernel[1::2, 0] = 1.0  # class 0 <- channel 1
+    kernel[0::2, 1] = 1.0  # class 1 <- channel 0
+    dense.set_weights([kernel, np.zeros(2, np.float32)])
+    return model
+
+
+def test_gradcam_plus_plus_points_at_the_region_that_decides_the_output() -> None:
+    """Channel 0 holds a bright square top left (it alone makes class 1's logit 16), channel 1 a dimmer one bottom
+    right (class 0's logit 0.5 * 16 = 8): class 1's map must sit on the top-left square, class 0's on the other."""
+    x = np.zeros((1, 8, 8, 2), np.float32)
+    x[0, :4, :4, 0] = 1.0
+    x[0, 4:, 4:, 1] = 0.5
+    model = _two_channel_victim()
+    assert np.asarray(model(x)).argmax() == 1
+    explainer = Explainer(model, method="gradcam++", layer="conv")
+    top_left, bottom_right = (slice(None, 4), slice(None, 4)), (slice(4, None), slice(4, None))
+    for explained, inside, outside in ((1, top_left, bottom_right), (0, bottom_right, top_left)):
+        heatmap = explainer(x, explained).maps[0]
+        assert heatmap[inside].min() > 0.9 and heatmap[outside].max() < 0.1, (explained, heatmap.round(2))
+
+
 def test_ecg_attack_runs_get_heatmaps_along_time(victims: dict[str, str], tracking_server: str, tmp_path: Path) -> None:
     attack_run = attack(
         AttackSettings(model="models:/tiny-cinc@candidate", dataset="cinc2017", data_dir=victims["ecg"],
                        data_options="length=600", attack="fgsm", attack_params="eps=0.5", num_samples=4),
         tracking_server, EXPERIMENT,
     )  # fmt: skip
-    run_id = gradcam(GradcamSettings(attack_run_id=attack_run, explain_class="true"), tracking_server, EXPERIMENT)
-    path = mlflow.MlflowClient(tracking_server).download_artifacts(run_id, "heatmaps.npz", str(tmp_path))
-    with np.load(path) as maps:
+    run_id = gradcam(GradcamSettings(attack_run_id=attack_run, explain_class="own"), tracking_server, EXPERIMENT)
+    client = mlflow.MlflowClient(tracking_server)
+    result = AttackResult.load(Path(client.download_artifacts(attack_run, "attack_result.npz", str(tmp_path))))
+    with np.load(client.download_artifacts(run_id, "heatmaps.npz", str(tmp_path))) as maps:
         assert maps["clean_maps"].shape[1:] == (600,) and maps["adversarial_maps"].shape == maps["clean_maps"].shape
+        # `own`, the Grad-Attacks way: the clean map explains the clean prediction, the adversarial map its own
+        np.testing.assert_array_equal(maps["class_index"], result.y_clean)
+        np.testing.assert_array_equal(maps["adversarial_class_index"], result.y_adv)
 
 
 def test_clean_only_maps_from_a_model_and_a_data_set(victims: dict[str, str], tracking_server: str) -> None:
@@ -73,7 +156,9 @@ def test_clean_only_maps_from_a_model_and_a_data_set(victims: dict[str, str], tr
 def test_bad_input_is_refused_before_any_map(
     victims: dict[str, str], image_attack_run: str, tracking_server: str, tmp_path: Path
 ) -> None:
-    train_run = mlflow.MlflowClient(tracking_server).get_model_version_by_alias("tiny-pneumonia", "candidate").run_id
+    train_run = str(
+        mlflow.MlflowClient(tracking_server).get_model_version_by_alias("tiny-pneumonia", "candidate").run_id
+    )
     cases = [
         (GradcamSettings(attack_run_id="0" * 32), "attack run 00000000000000000000000000000000 not found"),
         (GradcamSettings(attack_run_id=train_run), "is a train run, not an attack run"),

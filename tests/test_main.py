@@ -27,23 +27,27 @@ def test_main_runs_every_stage_and_the_report_matches_the_runs(tracking_server: 
     for run in runs:
         by_step.setdefault(run.data.tags["medadv.step"], []).append(run)
     assert {step: len(found) for step, found in by_step.items()} == {
-        "main": 1, "train": 3, "attack": 5, "gradcam": 1, "evaluate": 1,
+        "main": 1, "train": 3, "attack": 7, "gradcam": 1, "evaluate": 1,
     }  # fmt: skip
     parent = by_step["main"][0].info.run_id
     assert all(run.data.tags.get("mlflow.parentRunId") for run in runs if run.info.run_id != parent)
 
-    attacks = {(r.data.params["attack"], r.data.params.get("metric", "")): r for r in by_step["attack"]}
-    assert set(attacks) == {("ecgadv_type1", "l2"), ("ecgadv_type1", "smooth"), ("ecgadv_type1", "smooth_l2"),
-                            ("pgd", ""), ("deepfool", "")}  # fmt: skip
+    attacks = {
+        (r.data.params["attack"], r.data.params.get("metric", ""), r.data.params.get("eps", "")): r
+        for r in by_step["attack"]
+    }
+    assert set(attacks) == {("ecgadv_type1", "l2", ""), ("ecgadv_type1", "smooth", ""),
+                            ("ecgadv_type1", "smooth_l2", ""), ("pgd", "", "0.25"), ("pgd", "", "0.5"),
+                            ("pgd", "", "1.0"), ("deepfool", "", "")}  # fmt: skip
     client = mlflow.MlflowClient()
     for run in attacks.values():
         assert {"fooling_rate", "attack_success_rate", "l2_mean", "d_smooth_mean"} <= set(run.data.metrics)
         assert {"attack_result.npz", "samples.parquet"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     for metric in ("l2", "smooth", "smooth_l2"):
         assert "success_matrix.csv" in {
-            a.path for a in client.list_artifacts(attacks["ecgadv_type1", metric].info.run_id)
+            a.path for a in client.list_artifacts(attacks["ecgadv_type1", metric, ""].info.run_id)
         }
-    pgd = attacks["pgd", ""]
+    pgd = attacks["pgd", "", "0.5"]  # the middle of the eps sweep
     assert "transfer.csv" in {a.path for a in client.list_artifacts(pgd.info.run_id)}
     assert by_step["gradcam"][0].data.tags["medadv.attack_run_id"] == pgd.info.run_id
     assert "dssim_mean" in by_step["gradcam"][0].data.metrics
@@ -62,5 +66,5 @@ def test_main_runs_every_stage_and_the_report_matches_the_runs(tracking_server: 
     again = run_step("main.py", *SMALLEST, "--experiment", "test-main", tracking_uri=tracking_server, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (
-        again.stdout.count("reusing finished train run") == 3 and again.stdout.count("reusing finished attack run") == 5
+        again.stdout.count("reusing finished train run") == 3 and again.stdout.count("reusing finished attack run") == 7
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ from medadv.metrics import (
     ssim,
     success_matrix,
     summarize,
+    wilson_interval,
 )
 from medadv.metrics.attack import class_keys, metric_name
 
@@ -34,6 +36,7 @@ def test_rates() -> None:
     assert clean_accuracy(Y_TRUE, Y_CLEAN) == 0.75
     assert robust_accuracy(Y_TRUE, Y_ADV) == 0.75
     assert fooling_rate(Y_CLEAN, Y_ADV) == 0.5  # samples 0 and 2 changed
+    assert fooling_rate(np.array([0, 0, 0, 1]), np.array([1, 0, 0, 1])) == 0.25  # 1 of 4 changed (not 2 of 4)
     untargeted = np.full(4, -1)
     assert attack_success_rate(Y_TRUE, Y_ADV, untargeted) == 0.25  # only sample 0 is now wrong
     mixed = np.array([1, 0, -1, 1])  # targeted 0->1 (hit), 1->0 (miss), untargeted (miss), 0->1 (miss)
@@ -140,6 +143,15 @@ def test_success_matrix() -> None:
     assert matrix.index.name == "source" and matrix.columns.name == "target"
 
 
+def test_success_matrix_counts_only_the_target_class_as_a_hit() -> None:
+    """Three classes: both samples 0 -> 1 leave class 0, but only one lands on its target: a rate of 1/2."""
+    x = np.zeros((2, 3), dtype=np.float32)
+    result = dataclasses.replace(
+        _result(x, x), y_true=np.array([0, 0]), y_adv=np.array([2, 1]), y_target=np.array([1, 1])
+    )
+    assert success_matrix(result, ("a", "b", "c")).loc["a", "b"] == 0.5
+
+
 @pytest.mark.parametrize(
     ("names", "keys"),
     [
@@ -151,3 +163,15 @@ def test_success_matrix() -> None:
 def test_class_keys_are_safe_and_distinct(names: tuple[str, ...], keys: list[str]) -> None:
     assert class_keys(names) == keys
     assert metric_name("p(adv) > 0.5") == "p_adv_0.5"
+
+
+def test_wilson_interval_by_hand() -> None:
+    # 8 of 10, z = 1.95996: centre (0.8 + z²/20) / (1 + z²/10) = 0.99207 / 1.38415 = 0.71675,
+    # half width z * sqrt(0.016 + z²/400) / 1.38415 = 1.95996 * 0.16001 / 1.38415 = 0.22658
+    low, high = wilson_interval(8, 10)
+    assert (low, high) == (pytest.approx(0.49016, abs=1e-4), pytest.approx(0.94332, abs=1e-4))
+    # 0 of 5: centre = half width = (z²/10) / (1 + z²/5) = 0.38415 / 1.76829: the interval starts at 0, not empty
+    assert wilson_interval(0, 5) == (pytest.approx(0.0, abs=1e-12), pytest.approx(0.43449, abs=1e-4))
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson_interval(3, 2)

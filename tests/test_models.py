@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medadv.data.base import Dataset
-from medadv.explain import Explainer
+from medadv.explain import Explainer, last_conv_layer
 from medadv.models import ModelError, build_model, check_victim, logits_model
 from medadv.models.training import FitConfig, TrainingDiverged, fit_victim, mixup, seed_everything
 from medadv.options import parse_options
@@ -43,7 +43,8 @@ def test_resnet50v2_explains_at_grad_attacks_layer() -> None:
     model = build_model("resnet50v2", (32, 32, 1), 2, pretrained=False)
     check_victim(model, (32, 32, 1))
     assert model.count_params() == 23_568_898  # keras.applications.ResNet50V2 without its top, and a 2-way head
-    assert Explainer(model, layer="conv5_block3_out").layer == "conv5_block3_out"
+    assert Explainer(model).layer == "conv5_block3_out"  # the study's layer by default, not the last Conv2D
+    assert last_conv_layer(model) == "conv5_block3_3_conv"
 
 
 def test_full_size_ecg_resnet_has_34_weight_layers() -> None:
@@ -107,10 +108,18 @@ def test_ecg_resnet_has_andreottis_layer_names_and_loads_his_layout_by_name(tmp_
             np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
-def test_missing_imagenet_weights_fall_back_with_a_warning() -> None:
-    with pytest.warns(UserWarning, match="ImageNet weights unavailable"):
+def test_missing_imagenet_weights_fall_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline by construction (the download fails whatever the network), so the test passes online too."""
+    from keras.src.utils import file_utils
+
+    def unreachable(*args: object, **kwargs: object) -> str:
+        raise OSError("weights server unreachable (injected by the test)")
+
+    monkeypatch.setattr(file_utils, "get_file", unreachable)
+    with pytest.warns(UserWarning, match="ImageNet weights unavailable.*injected by the test"):
         model = build_model("vgg16", (32, 32, 3), 2, pretrained=True)
     check_victim(model)
+    assert model.get_layer("block1_conv1").get_weights()[0].std() > 0  # random initialisation, not zeros
 
 
 def test_contract_violations_are_explained() -> None:

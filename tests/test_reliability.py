@@ -74,6 +74,8 @@ def files(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytes
     doubled = keras.layers.Lambda(lambda t: 2 * t)(flat)  # a Python function: only unsafe loading runs it
     logits = keras.layers.Dense(2, name="logits")(doubled)
     keras.Model(inputs, keras.layers.Activation("softmax", name="probs")(logits)).save(folder / "lambda.keras")
+    hidden = keras.layers.Dense(2, activation="softmax", name="logits")(flat)  # a softmax before the last one
+    keras.Model(inputs, keras.layers.Activation("softmax", name="probs")(hidden)).save(folder / "double_softmax.keras")
     (folder / "corrupt.keras").write_bytes((folder / "pneumonia.keras").read_bytes()[:4000])
 
     images = Path(victims["images"]) / "pneumoniamnist.npz"
@@ -84,12 +86,22 @@ def files(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytes
     (folder / "npz_nan").mkdir()
     np.savez(folder / "npz_nan" / "pneumoniamnist.npz", **arrays)  # float images with NaN where uint8 belongs
 
-    for name in ("mat_truncated", "mat_nan"):
+    for name, key, edit in (
+        ("npz_short", "train_labels", lambda a: a[:-1]),
+        ("npz_range", "val_labels", lambda a: a + 5),
+    ):
+        (folder / name).mkdir()
+        np.savez(folder / name / "pneumoniamnist.npz", **(dict(np.load(images)) | {key: edit(np.load(images)[key])}))
+
+    for name in ("mat_truncated", "mat_nan", "hea_length"):
         cinc2017.write_synthetic(folder / name, per_class=1, min_seconds=3, max_seconds=4)
     for record in (folder / "mat_truncated").glob("*.mat"):
         record.write_bytes(record.read_bytes()[:100])
     for record in (folder / "mat_nan").glob("*.mat"):
         scipy.io.savemat(record, {"val": np.full((1, 1000), np.nan)}, format="4")  # float, as a foreign tool writes
+    header = sorted((folder / "hea_length").glob("*.hea"))[0]
+    name, signals, fs_hz, _, rest = header.read_text().split(" ", 4)  # `NAME 1 300 LENGTH date time`
+    header.write_text(" ".join((name, signals, fs_hz, "99999", rest)))
     return folder
 
 
@@ -274,14 +286,43 @@ BAD_INPUTS = {
     "NaN ECG in the .mat": BadInput(
         "train.py", ("--data_dir", "{files}/mat_nan", "--data_options", "length=600"), "'val' must be int16"
     ),
-    "main with zero epochs": BadInput("main.py", ("--epochs", "0"), "epochs and batch_size must be >= 1"),
+    "main with zero epochs": BadInput("main.py", ("--epochs", "0"), "epochs must be >= 1, got 0"),
+    # class 1: files that disagree with themselves
+    "header longer than its .mat": BadInput(
+        "train.py", ("--data_dir", "{files}/hea_length", "--data_options", "length=600"), "declares 99999 samples"
+    ),
+    "fewer labels than images": BadInput(
+        "train.py", ("--dataset", "pneumoniamnist", "--data_dir", "{files}/npz_short"), "train_labels must have shape"
+    ),
+    "labels outside the class set": BadInput(
+        "train.py", ("--dataset", "pneumoniamnist", "--data_dir", "{files}/npz_range"), "val_labels outside 0..1"
+    ),
+    # class 2: numbers out of range
+    "negative epochs": BadInput("train.py", ("--epochs", "-1"), "epochs must be >= 1, got -1"),
+    "zero learning rate": BadInput("train.py", ("--learning_rate", "0"), "learning_rate must be in [1e-08, 10]"),
+    "negative num_samples": BadInput("attack.py", (*VICTIM[:-1], "-1"), "num_samples must be >= 0, got -1"),
+    "negative seed": BadInput("attack.py", (*VICTIM, "--seed", "-5"), "seed must be in [0, 4294967295], got -5"),
+    "gradcam top 0 percent": BadInput(
+        "gradcam.py", ("--iou_top_percent", "0"), "iou_top_percent must be in [1e-06, 100]"
+    ),
+    # class 3: names the registry or the store would refuse
+    "model name with a slash": BadInput("train.py", ("--model_name", "team/model"), "Names cannot contain '/'"),
+    "model name over the column": BadInput(
+        "train.py", ("--model_name", "m" * 257), "is 257 characters; the store allows 256"
+    ),
+    "reserved alias": BadInput("train.py", ("--alias", "v2"), "Version alias name 'v2' is reserved"),
+    "alias with a space": BadInput("train.py", ("--alias", "my champion"), "Invalid alias name"),
+    # class 4: probabilities where logits should be
+    "softmax before the softmax": BadInput(
+        "attack.py", ("--model", "{files}/double_softmax.keras", *ON_IMAGES), "already probabilities"
+    ),
     # models and attack settings
     "unknown attack": BadInput("attack.py", (*VICTIM, "--attack", "magic"), "unknown attack 'magic'"),
     "negative eps": BadInput("attack.py", (*VICTIM, "--attack_params", "eps=-0.1"), "eps must be a finite number"),
     "NaN eps": BadInput("attack.py", (*VICTIM, "--attack_params", "eps=nan"), "eps must be a finite number"),
     "shard 3/2": BadInput("attack.py", (*VICTIM, "--shard", "3/2"), "shard '3/2' is out of range"),
     "unknown registry alias": BadInput(
-        "attack.py", ("--model", "models:/tiny-pneumonia@nonexistent", *ON_IMAGES), "cannot fetch model"
+        "attack.py", ("--model", "models:/tiny-pneumonia@nonexistent", *ON_IMAGES), "cannot resolve model"
     ),
     ".keras file of the wrong shape": BadInput(
         "attack.py", ("--model", "{files}/ecg_victim.keras", *ON_IMAGES), "takes inputs of shape (600, 1)"

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medadv.report import Section, eps_curves, matrix_heatmap, render_report, table_html
+from medadv.report import Section, eps_curves, matrix_heatmap, render_report, short_model, table_html
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EMBEDDED = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
@@ -32,6 +32,8 @@ def attacks() -> pd.DataFrame:
             "eps": [0.1, 0.01, 0.05, 0.01, 0.05, 0.1, np.nan],
             "fooling_rate": [0.9, 0.1, 0.5, 0.2, 0.6, 1.0, 0.7],
             "robust_accuracy": [0.1, 0.9, 0.5, 0.8, 0.4, 0.0, 0.3],
+            "robust_accuracy_low": [0.0, 0.7, 0.3, 0.6, 0.2, 0.0, 0.1],
+            "robust_accuracy_high": [0.3, 1.0, 0.7, 0.9, 0.6, 0.2, 0.5],
         }
     )
 
@@ -51,6 +53,7 @@ def _report(attacks: pd.DataFrame) -> str:
                 },
             ),
             Section(title="Skipped runs", tables={"skipped": pd.DataFrame(columns=["run_id", "reason"])}),
+            Section(title="Wide", tables={"wide": pd.DataFrame({f"a long column name {i}": [0.5] for i in range(30)})}),
         ],
         facts={"experiment": "tests"},
     )
@@ -61,7 +64,7 @@ def test_tables_escape_text_format_numbers_and_mark_missing_values() -> None:
     html = table_html(table)
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x" not in html
     assert "<td>0.1235</td>" in html and "<td>-</td>" in html
-    assert table_html(pd.DataFrame(columns=["run_id"])) == '<p class="none">none</p>'
+    assert table_html(pd.DataFrame(columns=["run_id"])) == ""
 
 
 def test_report_is_self_contained_with_every_figure_embedded_as_a_png(attacks: pd.DataFrame) -> None:
@@ -72,7 +75,7 @@ def test_report_is_self_contained_with_every_figure_embedded_as_a_png(attacks: p
     assert "<title>medadv evaluation: &lt;tests&gt;</title>" in html
     assert "fooling rate &amp; robust accuracy" in html
     assert not re.search(r"<script|<link|src=\"http|url\(", html)  # nothing fetched from elsewhere
-    assert '<p class="none">none</p>' in html  # an empty table says so
+    assert "Skipped runs" not in html and "none" not in html  # a section with nothing to show is left out
 
 
 def test_eps_curves_draw_one_line_per_model_and_attack_sorted_by_eps(attacks: pd.DataFrame) -> None:
@@ -81,8 +84,32 @@ def test_eps_curves_draw_one_line_per_model_and_attack_sorted_by_eps(attacks: pd
     lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fooling.get_lines()}
     assert lines == {"a / fgsm": ([0.01, 0.05, 0.1], [0.1, 0.5, 0.9]), "b / fgsm": ([0.01, 0.05, 0.1], [0.2, 0.6, 1.0])}
     assert [list(line.get_ydata()) for line in robust.get_lines()] == [[0.9, 0.5, 0.1], [0.8, 0.4, 0.0]]
-    assert fooling.get_ylabel() == "fooling_rate"
+    assert fooling.get_ylabel() == "fooling rate"
+    assert [tick.get_text() for tick in fooling.get_xticklabels()] == ["0.01", "0.05", "0.1"]  # the eps run
+    assert not fooling.collections  # no interval columns for the fooling rate: no band
+    band = robust.collections[0].get_paths()[0].vertices  # model a's robust accuracy between its bounds
+    assert band[:, 1].min() == pytest.approx(0.0) and band[:, 1].max() == pytest.approx(1.0)
     plt.close(figure)
+
+
+def test_a_single_eps_is_a_bar_per_series_with_its_interval(attacks: pd.DataFrame) -> None:
+    figure = eps_curves(attacks[attacks["eps"] == 0.05], ["robust_accuracy"], line=["model"])
+    axis = figure.axes[0]
+    assert [bar.get_height() for bar in axis.patches] == [0.5, 0.4]
+    assert axis.get_xlabel() == "eps = 0.05"
+    # each bar's interval: 0.3 to 0.7 for a, 0.2 to 0.6 for b
+    segments = [segment for whiskers in axis.collections for segment in whiskers.get_segments()]
+    spans = sorted(tuple(np.round(segment[:, 1], 6)) for segment in segments)
+    assert spans == [(0.2, 0.6), (0.3, 0.7)]
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == ["a", "b"]
+    plt.close(figure)
+
+
+def test_model_uris_are_shortened_for_legends_and_cells() -> None:
+    assert short_model("models:/pneumonia-cnn/3") == "pneumonia-cnn v3"
+    assert short_model("models:/pneumonia-cnn@candidate") == "pneumonia-cnn@candidate"
+    assert short_model("runs:/0123456789abcdef0123456789abcdef/model") == "run 01234567"
+    assert short_model("/tmp/model.keras") == "/tmp/model.keras"
 
 
 def test_matrix_heatmap_writes_each_cell_and_greys_out_missing_ones() -> None:
@@ -98,6 +125,10 @@ def test_matrix_heatmap_writes_each_cell_and_greys_out_missing_ones() -> None:
     assert [label.get_text() for label in axis.get_yticklabels()] == ["A", "N"]
     assert axis.images[0].get_array().mask.tolist() == [[True, False], [False, True]]
     plt.close(figure)
+    counts = pd.DataFrame([[4, 8], [4, np.nan]], index=matrix.index, columns=matrix.columns)
+    counted = matrix_heatmap(matrix, "success", counts=counts)
+    assert [text.get_text() for text in counted.axes[0].texts] == ["-\nn=4", "0.25\nn=8", "1.00\nn=4", "-"]
+    plt.close(counted)
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -122,13 +153,14 @@ def test_report_renders_in_headless_chromium_with_its_figures_visible(attacks: p
             "<script>window.onerror = (m) => document.body.append('PAGE ERROR ' + m);"
             "window.onload = () => { const all = [...document.images];"
             "const ok = all.filter((i) => i.complete && i.naturalWidth > 0).length;"
-            "document.body.append(`DECODED ${ok} OF ${all.length}`); };</script></body>",
+            "const wide = document.documentElement.scrollWidth > window.innerWidth;"
+            "document.body.append(`DECODED ${ok} OF ${all.length} WIDE ${wide}`); };</script></body>",
         )
     )
-    dumped = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    dumped = _chromium(tmp_path, "--virtual-time-budget=5000", "--window-size=1400,900", "--dump-dom", probe.as_uri())
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     written = dumped.stdout.rsplit("</script>", 1)[1]  # what the probe wrote, after its own source
-    assert "DECODED 2 OF 2" in written and "PAGE ERROR" not in written
+    assert "DECODED 2 OF 2 WIDE false" in written and "PAGE ERROR" not in written  # a wide table scrolls in its box
 
     shot = tmp_path / "report.png"
     done = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())

@@ -84,7 +84,7 @@ def test_diverging_training_fails_the_run_and_registers_nothing(tracking_server:
         (["--data_dir", "/no/such/folder"], "/no/such/folder: data folder for cinc2017 not found"),
         (["--arch_options", "depth=3"], "arch_options: unknown option 'depth=3'"),
         (["--data_options", "length=abc"], "data_options option length: cannot read 'abc' as int"),
-        (["--epochs", "0"], "epochs and batch_size must be >= 1"),
+        (["--epochs", "0"], "epochs must be >= 1, got 0"),
         (["--tracking_uri", "http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
     ],
 )

@@ -32,9 +32,8 @@ from medadv.models import check_victim
 from medadv.models.cae import build_generator
 
 LOSSES = ("lrp", "nce", "suspiciousness")
-# The study's settings per data set: the L-inf budget, and k (relevant pixels / suspicious units).
+# The study's L-inf budget per data set.
 DEFAULT_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
-DEFAULT_TOP_K = {"mnist": 20, "cifar10": 80}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,6 +38,7 @@ from medadv.attacks.carlini import (
 )
 from medadv.attacks.ecgadv_filters import (
     DEFAULT_STOP_BANDS_HZ,
+    STUDY_FFT_LENGTH,
     circular_shift,
     device_filter,
     fft_filter,
@@ -48,6 +49,10 @@ from medadv.attacks.ecgadv_filters import (
 from medadv.models import logits_model
 
 METRICS = ("l2", "smooth", "smooth_l2")
+# Type II band removal: `study` filters each shifted copy with a 16384-point transform, as ECGadv's code;
+# `record` filters the window once with a transform of the record's length (circular, so shift-invariant).
+FFT_FORMS = ("study", "record")
+UNIVERSAL_RECORDS = ("correct", "all")  # source records of the universal evaluation: the study's, or every one
 SMOOTH_WEIGHT = 1e4  # D_smooth = 1e4 * Var(Delta): the study's scale for the smoothness metric
 SMOOTH_L2_WEIGHT = 0.01  # weight of the L2 term in the study's smooth_l2 metric
 RETIRED = ("ran", "step_rank", "step_aux", "best_rank", "best_x")  # what a lane hands back when its step ends
@@ -91,11 +96,11 @@ def type1_distance(metric: str, delta: tf.Tensor, x_model: tf.Tensor, x: tf.Tens
 
 
 def evaluation_distances(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
-    """The study's per-sample evaluation distances of a saved x' (cloud_eval scripts):
-    d_l2 = sum (x'-x)^2, d_smooth = var(diff(x'-x)), d_smooth_l2 = 1e4 d_smooth + 0.01 d_l2."""
+    """Per-sample distances of a saved x', the ones the attack optimised (eq. 4 as `smoothness`):
+    d_l2 = sum (x'-x)^2, d_smooth = Var(padded first difference of x'-x), d_smooth_l2 = 1e4 d_smooth + 0.01 d_l2."""
     delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
     d_l2 = np.sum(delta**2, axis=1)
-    d_smooth = np.var(np.diff(delta, axis=1), axis=1)
+    d_smooth = smoothness(tf.constant(delta[:, :, None])).numpy()
     return {"d_l2": d_l2, "d_smooth": d_smooth, "d_smooth_l2": SMOOTH_WEIGHT * d_smooth + SMOOTH_L2_WEIGHT * d_l2}
 
 
@@ -196,6 +201,7 @@ class ECGadvTypeIIConfig(ECGadvConfig):
     bands as text ("lo-hi" or one frequency, comma-separated; see `parse_bands`). An iterate is
     kept if its power sum(delta^2) / w lies in (min_power, max_power); a step counts as a success
     only if the power of its lowest-loss success exceeds `min_step_power`. `seed` fixes the shifts.
+    `fft_form` (`FFT_FORMS`) says which transform removes the bands.
     """
 
     window: int = 9000
@@ -204,6 +210,7 @@ class ECGadvTypeIIConfig(ECGadvConfig):
     max_iterations: int = 500
     initial_const: float = 5e4
     stop_bands_hz: str = DEFAULT_STOP_BANDS_HZ
+    fft_form: str = "study"
     min_power: float = 0.5
     max_power: float = 1.5
     min_step_power: float = 1.0
@@ -218,6 +225,8 @@ class ECGadvTypeIIConfig(ECGadvConfig):
         if not 0 <= self.min_power < self.max_power:
             raise AttackError(f"need 0 <= min_power < max_power, got {self.min_power} and {self.max_power}")
         parse_bands(self.stop_bands_hz)
+        if self.fft_form not in FFT_FORMS:
+            raise AttackError(f"fft_form {self.fft_form!r} is not one of {', '.join(FFT_FORMS)}")
 
     def copies(self, length: int) -> int:
         """Shifted copies per step: int((L - w) / 50) for a window shorter than the record, L / 50 otherwise."""
@@ -487,6 +496,8 @@ class ECGadvTypeII(ECGadvAttack):
             raise AttackError(f"window {window} is longer than the records ({length} samples)")
         if self.config.copies(length) < 1:
             raise AttackError(f"window {window} of {length} leaves no shifted copies; set ensemble_size")
+        if self.config.fft_form == "study" and length > STUDY_FFT_LENGTH:
+            raise AttackError(f"fft_form=study pads records to {STUDY_FFT_LENGTH} samples; got {length}, use record")
         fft_keep_mask(length, self.config.fs_hz, parse_bands(self.config.stop_bands_hz))  # raises above fs/2
 
     def delta_shape(self, x: np.ndarray) -> tuple[int, ...]:
@@ -498,14 +509,21 @@ class ECGadvTypeII(ECGadvAttack):
     def step_succeeded(self, found: np.ndarray, step_aux: np.ndarray) -> np.ndarray:
         return found & (step_aux > self.config.min_step_power)
 
+    def filtered_copies(self, padded: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+        """The windows padded to the record (n, L) at `offsets` (n, copies), the stop bands removed: (n, copies, L)."""
+        config, length = self.config, padded.shape[-1]
+        bands = parse_bands(config.stop_bands_hz)
+        if config.fft_form == "record":  # circular: filtering once before the shifts equals filtering each copy
+            return circular_shift(fft_filter(padded, fft_keep_mask(length, config.fs_hz, bands)), offsets)
+        keep = fft_keep_mask(STUDY_FFT_LENGTH, config.fs_hz, bands)
+        return fft_filter(circular_shift(padded, offsets), keep, STUDY_FFT_LENGTH)
+
     def evaluate(self, delta: tf.Tensor, lanes: dict[str, tf.Tensor], clock: tf.Tensor) -> Iterate:
         config = self.config
         x = lanes["x"]
         length, copies = x.shape[1], config.copies(x.shape[1])
         window = delta[:, :, 0]
         padded = tf.pad(window, [[0, 0], [0, length - config.window]])
-        # The filter is a circular convolution, so filtering once before the shifts equals filtering each copy.
-        filtered = fft_filter(padded, fft_keep_mask(length, config.fs_hz, parse_bands(config.stop_bands_hz)))
         # Fresh offsets for every copy at every iteration, reproducible from the seed and the pool's clock.
         offsets = tf.random.stateless_uniform(
             [tf.shape(window)[0], copies],
@@ -514,7 +532,7 @@ class ECGadvTypeII(ECGadvAttack):
             maxval=offset_range(length, config.window),
             dtype=tf.int32,
         )
-        x_in = zscore(tf.reshape(circular_shift(filtered, offsets) + x[:, None, :, 0], (-1, length, 1)))
+        x_in = zscore(tf.reshape(self.filtered_copies(padded, offsets) + x[:, None, :, 0], (-1, length, 1)))
         logits = tf.reshape(self.logits(x_in, training=False), (-1, copies, self.num_classes))
         labels = tf.repeat(lanes["target"][:, None], copies, axis=1)
         xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits), axis=1)
@@ -538,10 +556,19 @@ class UniversalEvaluation:
 
 
 def universal_records(
-    x: np.ndarray, y: np.ndarray, lengths: np.ndarray, source: int, min_length: int = 9000
+    x: np.ndarray,
+    y: np.ndarray,
+    lengths: np.ndarray,
+    source: int,
+    min_length: int = 9000,
+    y_pred: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The records of class `source` at least `min_length` samples long (30 s at 300 Hz, as the study)."""
-    return np.asarray(x)[(np.asarray(y) == source) & (np.asarray(lengths) >= min_length)]
+    """The records of class `source` at least `min_length` samples long (30 s at 300 Hz, as the study);
+    given the victim's predictions `y_pred`, only those it classifies correctly (the study's data_select lists)."""
+    chosen = (np.asarray(y) == source) & (np.asarray(lengths) >= min_length)
+    if y_pred is not None:
+        chosen &= np.asarray(y_pred) == np.asarray(y)
+    return np.asarray(x)[chosen]
 
 
 def universal_evaluation(

@@ -17,6 +17,9 @@ from medadv.attacks.base import AttackError
 
 # Baseline wander and the 50 Hz / 60 Hz mains: what an ECG front end removes, so Type II must not rely on it.
 DEFAULT_STOP_BANDS_HZ = "0.018-0.055,50,60"
+# ECGadv's Type II transform length: each shifted 9000-sample copy zero-padded to 16384 points, where the
+# default bands are bins 1-3, 2731 and 3277 at 300 Hz.
+STUDY_FFT_LENGTH = 16384
 
 Bands = tuple[tuple[float, float], ...]
 
@@ -61,11 +64,16 @@ def fft_keep_mask(length: int, fs_hz: float, bands_hz: Bands) -> np.ndarray:
     return keep
 
 
-def fft_filter(signal: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
-    """Zero FFT bins of real signals (..., length): a circular convolution, so it commutes with circular shifts."""
+def fft_filter(signal: tf.Tensor, keep: tf.Tensor, fft_length: int | None = None) -> tf.Tensor:
+    """Zero FFT bins of real signals (..., length), `keep` being a mask of fft_length // 2 + 1 bins.
+
+    With `fft_length` None (the record's length) it is a circular convolution, so it commutes with
+    circular shifts; a longer transform zero-pads the signal and crops the result back to `length`.
+    """
     length = signal.shape[-1]
-    spectrum = tf.signal.rfft(signal) * tf.cast(keep, tf.complex64)
-    return tf.signal.irfft(spectrum, fft_length=[length])
+    points = fft_length or length
+    spectrum = tf.signal.rfft(signal, fft_length=[points]) * tf.cast(keep, tf.complex64)
+    return tf.signal.irfft(spectrum, fft_length=[points])[..., :length]
 
 
 def offset_range(length: int, window: int) -> int:

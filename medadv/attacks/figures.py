@@ -19,37 +19,45 @@ def _extremes(result: AttackResult, count: int) -> list[int]:
 
 
 def perturbation_figure(result: AttackResult, class_names: tuple[str, ...], count: int = 2) -> Figure:
-    """Per row: clean input, adversarial input and the amplified perturbation, with predictions.
+    """Per row: clean input, adversarial input and the perturbation, with predictions.
 
+    The perturbation is drawn on one scale for the whole figure, the largest |delta| shown (stated in the
+    title and colour bar), so rows compare and a small eps is not blown up to solid colour.
     Images are shown as images; 1-D signals (ECG) as clean/adversarial overlays and the perturbation.
     """
     rows = _extremes(result, count)
     images = result.x.ndim == 4
+    scale = float(np.abs(result.delta[rows]).max()) or 1.0
     figure, axes = plt.subplots(len(rows), 3, figsize=(10, 2.4 * len(rows)), squeeze=False)
     for axis_row, i in zip(axes, rows, strict=True):
         delta = result.delta[i]
-        scale = np.abs(delta).max() or 1.0
         titles = (
             f"{result.ids[i]}: clean, predicted {class_names[result.y_clean[i]]}",
             f"adversarial, predicted {class_names[result.y_adv[i]]}",
-            f"perturbation (x{1 / scale:.3g}), max |delta| {scale:.3g}",
+            f"perturbation (x{0.5 / scale:.3g}), max |delta| {np.abs(delta).max():.3g}",
         )
         if images:
             channels = result.x.shape[-1]
             show = (lambda a: a[..., 0]) if channels == 1 else (lambda a: a)
             axis_row[0].imshow(show(result.x[i]), cmap="gray", vmin=0, vmax=1)
             axis_row[1].imshow(show(np.clip(result.x_adv[i], 0, 1)), cmap="gray", vmin=0, vmax=1)
-            axis_row[2].imshow(show(delta / scale * 0.5 + 0.5), cmap="seismic", vmin=0, vmax=1)
+            if channels == 1:
+                shown = axis_row[2].imshow(delta[..., 0], cmap="seismic", vmin=-scale, vmax=scale)
+                figure.colorbar(shown, ax=axis_row[2], fraction=0.046, pad=0.04, label=f"delta (±{scale:.3g})")
+            else:  # RGB: grey is no change, the colour limits ±scale as above
+                axis_row[2].imshow(np.clip(delta / scale * 0.5 + 0.5, 0, 1))
         else:
             axis_row[0].plot(result.x[i, :, 0], lw=0.6)
             axis_row[1].plot(result.x[i, :, 0], lw=0.6, alpha=0.6, label="clean")
             axis_row[1].plot(result.x_adv[i, :, 0], lw=0.6, label="adversarial")
             axis_row[1].legend(loc="upper right", fontsize=6)
             axis_row[2].plot(delta[:, 0], lw=0.6, color="tab:red")
+            axis_row[2].set_ylim(-1.05 * scale, 1.05 * scale)
         for axis, title in zip(axis_row, titles, strict=True):
             axis.set_title(title, fontsize=8)
             if images:
                 axis.axis("off")
+    figure.suptitle(f"perturbation colour limits ±{scale:.3g}: the largest |delta| in this figure", fontsize=9)
     figure.tight_layout()
     return figure
 

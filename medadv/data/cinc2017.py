@@ -37,15 +37,33 @@ def read_labels(path: Path) -> list[tuple[str, str]]:
     return [(record, label) for record, label in rows]
 
 
-def read_header(path: Path) -> tuple[int, float]:
-    """Sampling rate and gain (units/mV) from a WFDB header, tolerating CRLF and date-before-time."""
+def read_header(path: Path) -> tuple[int, float, int, int]:
+    """Sampling rate, gain (units/mV), signal count and sample count from a WFDB header, tolerating CRLF
+    and date-before-time."""
     lines = path.read_text().splitlines()
     try:
-        fs_hz = int(float(lines[0].split()[2]))
+        record = lines[0].split()
+        num_signals, fs_hz, num_samples = int(record[1]), int(float(record[2])), int(record[3])
         gain = float(lines[1].split()[2].split("/")[0].split("(")[0])
     except (IndexError, ValueError):
         raise DataError(f"{path}: malformed WFDB header") from None
-    return fs_hz, gain
+    return fs_hz, gain, num_signals, num_samples
+
+
+def check_header(path: Path, signal: np.ndarray) -> float:
+    """The record's gain, once its header agrees with the `.mat` beside it (one lead, 300 Hz, its length)."""
+    fs_hz, gain, num_signals, num_samples = read_header(path)
+    if fs_hz != FS_HZ:
+        raise DataError(f"{path}: sampled at {fs_hz} Hz; the CinC 2017 models expect {FS_HZ} Hz")
+    if gain <= 0:
+        raise DataError(f"{path}: gain must be positive, got {gain}")
+    if num_signals != 1:
+        raise DataError(f"{path}: declares {num_signals} signals; CinC 2017 records have one lead")
+    if num_samples != len(signal):
+        raise DataError(
+            f"{path}: declares {num_samples} samples, but {path.with_suffix('.mat').name} holds {len(signal)}"
+        )
+    return gain
 
 
 def read_record(mat_path: Path) -> np.ndarray:
@@ -90,13 +108,7 @@ def load(root: Path, split: str = "all", *, length: int = 9000) -> Dataset:
     for i, (record, _) in enumerate(rows):
         signal = read_record(root / f"{record}.mat")
         header = root / f"{record}.hea"
-        gain: float = GAIN_PER_MV
-        if header.is_file():
-            fs_hz, gain = read_header(header)
-            if fs_hz != FS_HZ:
-                raise DataError(f"{header}: sampled at {fs_hz} Hz; the CinC 2017 models expect {FS_HZ} Hz")
-            if gain <= 0:
-                raise DataError(f"{header}: gain must be positive, got {gain}")
+        gain = check_header(header, signal) if header.is_file() else GAIN_PER_MV
         x[i] = preprocess(signal, length)
         lengths[i] = min(len(signal), length)
         scale[i] = mv_per_unit(signal, length, gain)

@@ -171,6 +171,9 @@ def _class_files(split_dir: Path, class_names: tuple[str, ...]) -> list[tuple[Pa
             for path in sorted(class_dir.iterdir())
             if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
         ]
+    missing = sorted(set(class_names) - {class_names[label] for _, label in files})
+    if missing:  # labels would shift, or a class would silently never be seen
+        raise DataError(f"{split_dir}: no images of class(es) {', '.join(missing)}; expected {', '.join(class_names)}")
     return files
 
 

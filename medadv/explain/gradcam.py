@@ -37,8 +37,11 @@ METHODS: dict[str, type[Gradcam] | type[GradcamPlusPlus] | type[Scorecam]] = {
     "scorecam": Scorecam,
 }
 ENGINES = ("tf-keras-vis", "compiled")
-EXPLAIN_CLASSES = ("clean", "adversarial", "true")
+EXPLAIN_CLASSES = ("clean", "adversarial", "true", "own")
 CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D)
+# Studies' Grad-CAM layers for medadv's builders (by model name), where the last convolution is not it:
+# Grad-Attacks explained ResNet50V2 at its last residual block's output, before post_bn.
+STUDY_LAYERS = {"resnet50v2": "conv5_block3_out"}
 
 
 class ExplainError(ValueError):
@@ -55,6 +58,14 @@ class Explanation:
     class_index: np.ndarray  # int64 (n,): the class each map explains
 
 
+def default_layer(model: keras.Model) -> str:
+    """The layer a study explained for this builder (`STUDY_LAYERS`), otherwise the last convolution."""
+    study_layer = STUDY_LAYERS.get(str(model.name))
+    if study_layer in {layer.name for layer in model.layers}:
+        return str(study_layer)
+    return last_conv_layer(model)
+
+
 def last_conv_layer(model: keras.Model) -> str:
     """The name of the model's last Conv1D/Conv2D layer: Grad-CAM's usual choice (Selvaraju et al., sec. 3).
 
@@ -69,18 +80,21 @@ def last_conv_layer(model: keras.Model) -> str:
 
 def target_classes(
     explain_class: str, *, y_true: np.ndarray, y_clean: np.ndarray, y_adv: np.ndarray | None = None
-) -> np.ndarray:
-    """The class each map explains: the clean prediction, the adversarial prediction or the true label.
+) -> tuple[np.ndarray, np.ndarray]:
+    """The class the clean map and the adversarial map of each sample explain.
 
-    The clean and the adversarial map of a sample explain this same class, so a difference between
-    them is a change of evidence for one class, not a change of question.
+    `clean`, `adversarial` and `true` give both maps one class (the clean prediction, the adversarial
+    prediction or the label), so a difference between them is a change of evidence for one class;
+    `own` explains each image's own prediction, as Grad-Attacks did (without an attack: the clean one).
     """
     if explain_class not in EXPLAIN_CLASSES:
         raise ExplainError(f"unknown explain_class {explain_class!r}; choose one of {', '.join(EXPLAIN_CLASSES)}")
     if explain_class == "adversarial" and y_adv is None:
         raise ExplainError("explain_class 'adversarial' needs adversarial predictions (an attack run)")
-    chosen = {"clean": y_clean, "adversarial": y_adv, "true": y_true}[explain_class]
-    return np.asarray(chosen, dtype=np.int64)
+    if explain_class == "own":
+        return np.asarray(y_clean, dtype=np.int64), np.asarray(y_clean if y_adv is None else y_adv, dtype=np.int64)
+    chosen = np.asarray({"clean": y_clean, "adversarial": y_adv, "true": y_true}[explain_class], dtype=np.int64)
+    return chosen, chosen
 
 
 class Explainer:
@@ -96,7 +110,7 @@ class Explainer:
     ) -> None:
         _check_method(method, engine)
         check_victim(model)
-        self.layer = last_conv_layer(model) if layer is None else _check_layer(model, layer)
+        self.layer = default_layer(model) if layer is None else _check_layer(model, layer)
         self.method = method
         self.engine = engine
         self.model = model

@@ -13,6 +13,7 @@ from medadv.metrics.attack import (
     success_matrix,
     summarize,
 )
+from medadv.metrics.interval import wilson_interval
 
 __all__ = [
     "attack_success",
@@ -26,4 +27,5 @@ __all__ = [
     "ssim",
     "success_matrix",
     "summarize",
+    "wilson_interval",
 ]

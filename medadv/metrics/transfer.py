@@ -11,15 +11,20 @@ from medadv.metrics.attack import attack_success
 from medadv.metrics.classification import classification_scores
 
 
-def transfer_metrics(result: AttackResult, probs_clean: np.ndarray, probs_adv: np.ndarray) -> dict[str, float]:
-    """The target model's view of a source model's attack.
+def transfer_metrics(
+    result: AttackResult, probs_clean: np.ndarray, probs_adv: np.ndarray, probs_white_box: np.ndarray | None = None
+) -> dict[str, float]:
+    """The target model's view of a source model's attack, all on the attacked data's labels (the target
+    task's, as foe scores it).
 
     - `transfer_success_rate`: share of the source-successful adversarial inputs that also succeed on
       the target (untargeted: wrong prediction; targeted: the target class), NaN when none succeeded;
     - `clean_accuracy`, `adversarial_accuracy` and `accuracy_drop` of the target on x and x_adv;
     - `clean_auc`, `adversarial_auc`, `auc_drop` (macro one-vs-rest; NaN when a class is absent);
     - `confidence_mean` and its 95% interval (normal approximation): the target's probability of the
-      class it predicts on the adversarial inputs.
+      class it predicts on the adversarial inputs;
+    - `white_box_accuracy`: the target's accuracy on the same attack crafted on itself (`probs_white_box`,
+      foe's baseline beside the transferred attack), NaN without it.
     """
     source_success = attack_success(result.y_true, result.y_adv, result.y_target)
     target_success = attack_success(result.y_true, probs_adv.argmax(axis=1), result.y_target)
@@ -40,4 +45,7 @@ def transfer_metrics(result: AttackResult, probs_clean: np.ndarray, probs_adv: n
         "confidence_mean": float(confidence.mean()),
         "confidence_ci95_low": float(confidence.mean() - half_width),
         "confidence_ci95_high": float(confidence.mean() + half_width),
+        "white_box_accuracy": (
+            math.nan if probs_white_box is None else classification_scores(result.y_true, probs_white_box)["accuracy"]
+        ),
     }

@@ -6,10 +6,12 @@ logits layer, so attacks and Grad-CAM can take the logits without rebuilding the
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from medadv.models.ecg import ecg_resnet, ecg_resnet_wide
 from medadv.models.image import (
@@ -71,6 +73,36 @@ def check_victim(model: keras.Model, input_shape: tuple[int, ...] | None = None)
         mismatch = input_shape is not None
     if mismatch:
         raise ModelError(f"model {model.name!r} takes inputs of shape {expected}, the data has shape {input_shape}")
+    if input_shape is not None and model not in _PROBED:
+        probe_outputs(model, input_shape)
+        _PROBED.add(model)
+
+
+PROBE_BATCH = 4
+_PROBED: weakref.WeakSet[keras.Model] = weakref.WeakSet()  # a model is probed once, however often it is checked
+
+
+def _is_probability(values: np.ndarray) -> bool:
+    return bool(np.all((values >= -1e-6) & (values <= 1 + 1e-6)) and np.allclose(values.sum(axis=-1), 1, atol=1e-3))
+
+
+def probe_outputs(model: keras.Model, input_shape: tuple[int, ...]) -> None:
+    """Check on a random batch what the model computes, not what its layers are called.
+
+    The outputs must be probabilities and the final softmax's input must not be: a softmax before the
+    last one (e.g. `Dense(activation="softmax")` then `Activation("softmax")`) would hand the attacks
+    probabilities as if they were logits, and their gradients would nearly vanish.
+    """
+    x = np.random.default_rng(0).uniform(0, 1, (PROBE_BATCH, *input_shape)).astype("float32")
+    logits = keras.ops.convert_to_numpy(logits_model(model)(x, training=False))
+    probs = keras.ops.convert_to_numpy(model(x, training=False))
+    if not _is_probability(probs):
+        raise ModelError(f"model {model.name!r} does not output probabilities (rows in [0, 1] summing to 1)")
+    if logits.shape[-1] > 1 and _is_probability(logits):
+        raise ModelError(
+            f"model {model.name!r}: the input of its final softmax is already probabilities (a softmax inside "
+            "its last layer); give the logits layer activation=None"
+        )
 
 
 def logits_model(model: keras.Model) -> keras.Model:

@@ -13,6 +13,7 @@ import tempfile
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 import mlflow
@@ -21,8 +22,9 @@ import pandas as pd
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from tqdm import tqdm
 
-from medadv.attacks import ATTACKS, AttackError, make_attack, parse_config
+from medadv.attacks import ATTACKS, AttackConfig, AttackError, make_attack, parse_config
 from medadv.attacks.ecgadv import (
+    UNIVERSAL_RECORDS,
     ECGadvTypeIIConfig,
     evaluation_distances,
     universal_control,
@@ -49,12 +51,15 @@ from medadv.metrics.ecg_plausibility import run_plausibility
 from medadv.metrics.similarity import check_ssim_method
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
-from medadv.tracking.registry import load_generators, load_model
-from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
+from medadv.ranges import SEED_MAX, Bounds, check_ranges
+from medadv.tracking.registry import PinnedModel, load_generators, load_model, pin_model, trained_on
+from medadv.tracking.runs import connect, log_dataset, log_figure, param_text, start_step_run
+from medadv.tracking.writer import check_free
 
 PROGRESS = "progress"
 RESULT_FILE = "attack_result.npz"
 TABLE_FILE = "samples.parquet"
+HEADLINE_METRICS = ("fooling_rate", "robust_accuracy", "attack_success_rate", "linf_mean", "l2_mean")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,13 +81,23 @@ class AttackSettings:
     seed: int = 0
     shard: str = "0/1"  # i/n: this run attacks the i-th of n shares
     generators: str = ""  # dgn: the run id of a generator set (`train` with mode=generator)
-    transfer_to: str = ""  # space-separated model URIs to replay the adversarial inputs on
+    transfer_to: str = ""  # space-separated model URIs trained on this data set, to replay the adversarials on
+    transfer_any_task: bool = False  # true: also targets trained on another data set (their labels must be this data's)
     defense: str = ""  # ECG: bandpass|notch|median|wavelet in front of the victim and the transfer targets
     parent_run_id: str = ""  # groups the shards of one sharded attack
     run_id: str = ""  # resume this (killed or failed) run
     universal_positions: int = 100  # ecgadv_type2: random positions per record in the universal evaluation
     universal_min_length: int = 0  # ecgadv_type2: shortest record evaluated; 0: the input length (9000 = 30 s)
+    universal_records: str = "correct"  # ecgadv_type2: source records the victim gets right (the study's), or all
     ssim: str = "tf"  # tf (Grad-Attacks' tf.image.ssim, 11x11 Gaussian window) or skimage (7x7 uniform window)
+
+    RANGES: ClassVar[dict[str, Bounds]] = {
+        "num_samples": (0, None), "batch_size": (0, None), "seed": (0, SEED_MAX),
+        "universal_positions": (1, None), "universal_min_length": (0, None),
+    }  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def parse_params(text: str) -> dict[str, str]:
@@ -104,10 +119,9 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     if settings.attack not in ATTACKS:
         raise AttackError(f"unknown attack {settings.attack!r}; choose one of {', '.join(ATTACKS)}")
     config = parse_config(settings.attack, parse_params(settings.attack_params))
-    if settings.universal_positions < 1 or settings.universal_min_length < 0:
+    if settings.universal_records not in UNIVERSAL_RECORDS:
         raise AttackError(
-            f"need universal_positions >= 1 and universal_min_length >= 0, got {settings.universal_positions}"
-            f" and {settings.universal_min_length}"
+            f"universal_records {settings.universal_records!r} is not one of {', '.join(UNIVERSAL_RECORDS)}"
         )
     shard = parse_shard(settings.shard)
     data = load_dataset(
@@ -119,10 +133,14 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
         raise AttackError("give either num_samples or per_class, not both")
     check_selection(settings.selection, settings.num_samples, per_class)
     check_defense(settings.defense, data)
-    bare_model = load_model(settings.model)
+    resumed = _resumable_run(settings)
+    pinned, pinned_targets = _pinned_models(settings, resumed)
+    bare_model = load_model(pinned.uri)
     check_victim(bare_model, data.input_shape)
     model = _defended(bare_model, settings.defense, data)
-    transfer_targets = {uri: _defended(load_model(uri), settings.defense, data) for uri in settings.transfer_to.split()}
+    if not settings.transfer_any_task:
+        check_transfer_tasks(settings.transfer_to.split(), settings.dataset)
+    transfer_targets = {uri: _defended(load_model(uri), settings.defense, data) for uri in pinned_targets}
     for target_model in transfer_targets.values():
         check_victim(target_model, data.input_shape)
     batch_size = settings.batch_size or auto_batch_size(data.input_shape, len(data))
@@ -131,7 +149,6 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     attacker = make_attack(
         settings.attack, model, config, data.clip_range, batch_size, engine, input_shape=data.input_shape, **options
     )
-    resumed = _resumable_run(settings)
 
     samples = select_samples(
         model,
@@ -151,13 +168,18 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     config_params = {
         (f"attack_{f.name}" if f.name in asdict(settings) else f.name): getattr(config, f.name) for f in fields(config)
     }
-    with start_step_run("attack", asdict(settings) | config_params, run_id=resumed) as run:
+    lineage = {"model_version_uri": pinned.uri, "transfer_to_versions": " ".join(pinned_targets)}
+    eps_value = getattr(config, "eps", None)  # attacks without a budget (DeepFool, C&W L2) have none
+    eps = f" eps={eps_value:g}" if isinstance(eps_value, float) else ""
+    shard_name = f" shard {settings.shard}" if shard[1] > 1 else ""
+    name = f"{settings.attack}{eps} · {pinned.short}{shard_name}"
+    with start_step_run("attack", asdict(settings) | config_params | lineage, run_id=resumed, name=name) as run:
         mlflow.set_tags(
-            {
+            pinned.tags()
+            | {
                 "medadv.engine": engine or ATTACKS[settings.attack].default_engine,
                 "medadv.batch_size": str(batch_size),
                 "medadv.attack": settings.attack,
-                "medadv.model_uri": settings.model,
                 "medadv.split": settings.split,
                 "medadv.shard": settings.shard,
                 "medadv.targeted": str(config.targeted).lower(),
@@ -195,7 +217,14 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
                 table = universal_table(result, model, data, config, settings)
                 _log_universal(table, data.class_names, Path(folder))
             if transfer_targets:
-                _log_transfer(result, transfer_targets, Path(folder))
+                # foe's white-box baseline: the same attack on each target (DGN's generators belong to the victim)
+                white_box = {
+                    uri: _white_box(settings.attack, target, config, data, batch_size, engine, samples, y_target,
+                                    settings.seed)
+                    for uri, target in transfer_targets.items()
+                    if settings.attack != "dgn"
+                }  # fmt: skip
+                _log_transfer(result, transfer_targets, white_box, Path(folder))
         _delete_progress(run.info.artifact_uri)
         return str(run.info.run_id)
 
@@ -211,6 +240,15 @@ def _generators(settings: AttackSettings) -> dict[int, keras.Model]:
     return load_generators(settings.generators)
 
 
+def _pinned_models(settings: AttackSettings, resumed: str | None) -> tuple[PinnedModel, list[str]]:
+    """The victim and transfer targets at fixed versions: pinned now, or, on a resume, as the first attempt did."""
+    if resumed is None:
+        return pin_model(settings.model), [pin_model(uri).uri for uri in settings.transfer_to.split()]
+    params = mlflow.get_run(resumed).data.params
+    model = pin_model(params.get("model_version_uri", settings.model))
+    return model, params.get("transfer_to_versions", settings.transfer_to).split()
+
+
 def _resumable_run(settings: AttackSettings) -> str | None:
     """The run to resume, checked to be an unfinished attack run with the same parameters."""
     if not settings.run_id:
@@ -223,9 +261,11 @@ def _resumable_run(settings: AttackSettings) -> str | None:
         raise AttackError(f"run {settings.run_id} is not an attack run")
     if run.info.status == "FINISHED":
         raise AttackError(f"run {settings.run_id} already finished; nothing to resume")
+    check_free(settings.run_id)
+    logged = {key: param_text(value) for key, value in asdict(settings).items()}
     changed = [
-        key for key, value in asdict(settings).items()
-        if key not in ("run_id", "batch_size", "engine") and run.data.params.get(key, str(value)) != str(value)
+        key for key, value in logged.items()
+        if key not in ("run_id", "batch_size", "engine") and run.data.params.get(key, value) != value
     ]  # fmt: skip
     if changed:
         raise AttackError(f"run {settings.run_id} was started with other values of {', '.join(changed)}")
@@ -257,7 +297,9 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
         table, metrics = pd.concat([table, plausibility], axis=1), metrics | plausibility_metrics
     table.to_parquet(folder / TABLE_FILE, index=False)
     mlflow.log_artifact(str(folder / TABLE_FILE))
-    mlflow.log_metrics(metrics, synchronous=True)
+    headline = {name: metrics[name] for name in HEADLINE_METRICS if name in metrics}
+    mlflow.log_metrics(headline, synchronous=True)  # first, so the runs list and compare view show them first
+    mlflow.log_metrics({name: value for name, value in metrics.items() if name not in headline}, synchronous=True)
     if (result.y_target >= 0).any():
         matrix = success_matrix(result, class_names)
         matrix.to_csv(folder / "success_matrix.csv")
@@ -267,10 +309,47 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
         log_figure(ecg_overlay_figure(result, class_names), "figures/ecg_overlays.png")
 
 
-def _log_transfer(result: AttackResult, targets: dict[str, keras.Model], folder: Path) -> None:
-    """Replay the adversarial inputs on each target model: `transfer.csv`, one row per target."""
+def check_transfer_tasks(uris: list[str], dataset: str) -> None:
+    """Refuse transfer targets registered for another data set: they would be scored on labels of a task
+    they were not trained for (foe crafts on the source model with the target task's data and labels)."""
+    for uri in uris:
+        other = trained_on(uri) - {dataset}
+        if other:
+            raise AttackError(
+                f"transfer_to {uri} was trained on {', '.join(sorted(other))}, not {dataset}: attack its task's data"
+                " (foe: the source model crafts on the target task's data), or set transfer_any_task=true"
+            )
+
+
+def _white_box(
+    name: str,
+    target: keras.Model,
+    config: AttackConfig,
+    data: Dataset,
+    batch_size: int,
+    engine: str | None,
+    samples: Dataset,
+    y_target: np.ndarray,
+    seed: int,
+) -> np.ndarray:
+    """The adversarial inputs of the same attack crafted on `target` itself, batch by batch as the victim's."""
+    attacker = make_attack(name, target, config, data.clip_range, batch_size, engine, input_shape=data.input_shape)
+    batches = attack_batches(attacker, target, samples, y_target, batch_size=batch_size, seed=seed)
+    return AttackResult.concatenate([batch for _, batch in batches]).x_adv
+
+
+def _log_transfer(
+    result: AttackResult, targets: dict[str, keras.Model], white_box: dict[str, np.ndarray], folder: Path
+) -> None:
+    """Replay the adversarial inputs on each target model beside its white-box adversarials (`white_box`):
+    `transfer.csv`, one row per target."""
     rows = {
-        uri: transfer_metrics(result, predict(target, result.x), predict(target, result.x_adv))
+        uri: transfer_metrics(
+            result,
+            predict(target, result.x),
+            predict(target, result.x_adv),
+            predict(target, white_box[uri]) if uri in white_box else None,
+        )
         for uri, target in targets.items()
     }
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model")
@@ -288,16 +367,18 @@ def universal_table(
     """ECGadv's universal evaluation per source->target pair: every window the attack kept (the first
     `config.window` samples of a non-zero delta: its own success over random shifts, not `y_adv`, which
     sees the window at offset 0 only) is added at `universal_positions` random offsets to every long enough
-    record of its source class in the split; its predictions are pooled per pair. The control adds, in
-    delta's place, the first `window` samples of the split's first long enough record of the target class."""
+    record of its source class in the split (`universal_records=correct`: only those the victim classifies
+    correctly, as the study); its predictions are pooled per pair. The control adds, in delta's place, the
+    first `window` samples of the split's first such record of the target class."""
     lengths = data.lengths if data.lengths is not None else np.full(len(data), data.input_shape[0])
+    y_pred = predict(model, data.x).argmax(axis=1) if settings.universal_records == "correct" else None
     min_length = settings.universal_min_length or data.input_shape[0]
     fs_hz, positions, seed = config.fs_hz, settings.universal_positions, settings.seed
     rows = {}
     found = np.any(result.delta != 0, axis=tuple(range(1, result.delta.ndim)))
     pairs = sorted({(int(s), int(t)) for s, t in zip(result.y_true, result.y_target, strict=True)})
     for source, target in tqdm(pairs, desc="universal evaluation", unit="pair", file=sys.stderr):
-        records = universal_records(data.x, data.y, lengths, source, min_length)
+        records = universal_records(data.x, data.y, lengths, source, min_length, y_pred)
         deltas = result.delta[found & (result.y_true == source) & (result.y_target == target), : config.window]
         if len(records) == 0 or len(deltas) == 0:
             continue
@@ -309,7 +390,7 @@ def universal_table(
             axis=0,
         )
         shares = counts / counts.sum()
-        controls = universal_records(data.x, data.y, lengths, target, min_length)
+        controls = universal_records(data.x, data.y, lengths, target, min_length, y_pred)
         control = (
             universal_control(
                 model, controls[0, : config.window], records, fs_hz=fs_hz, positions=positions, seed=seed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import mlflow
 import numpy as np
@@ -23,8 +23,9 @@ from medadv.data import load_dataset, loader_options
 from medadv.explain import Explainer, ExplainError, overlay_figure, target_classes
 from medadv.metrics.heatmap import heatmap_summary, heatmap_table
 from medadv.metrics.similarity import check_ssim_method
+from medadv.ranges import Bounds, check_ranges
 from medadv.tracking.attack_job import RESULT_FILE
-from medadv.tracking.registry import load_model
+from medadv.tracking.registry import load_model, pin_model
 from medadv.tracking.runs import STEP_TAG, connect, log_figure, start_step_run
 
 HEATMAP_FILE = "heatmaps.npz"
@@ -43,13 +44,22 @@ class GradcamSettings:
     split: str = "test"
     num_samples: int = 16
     method: str = "gradcam"  # gradcam, gradcam++ or scorecam
-    layer: str = ""  # empty: the last convolution, found automatically and recorded
-    explain_class: str = "clean"  # clean, adversarial or true: which class both maps explain
+    layer: str = ""  # empty: the study's layer for resnet50v2, else the last convolution; recorded
+    explain_class: str = "clean"  # clean, adversarial or true (one class for both maps), or own (each its own)
     on: str = "map"  # compare the heatmaps themselves, or colour overlays as the study did
     ssim: str = "tf"  # DSSIM's SSIM: tf (Grad-Attacks' tf.image.ssim, 11x11 Gaussian) or skimage (7x7 uniform)
     iou_top_percent: float = 20.0
     batch_size: int = 32
     engine: str = "tf-keras-vis"  # or compiled: the same Grad-CAM maps in one tf.function (method gradcam only)
+
+    RANGES: ClassVar[dict[str, Bounds]] = {
+        "num_samples": (0, None),
+        "iou_top_percent": (1e-6, 100.0),
+        "batch_size": (1, None),
+    }
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
@@ -58,7 +68,9 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
     check_ssim_method(settings.ssim)
     if settings.attack_run_id:
         attack_run = _attack_run(settings.attack_run_id)
-        model = load_model(attack_run.data.params["model"])
+        params = attack_run.data.params
+        pinned = pin_model(params.get("model_version_uri", params["model"]))  # the version attacked, not the alias
+        model = load_model(pinned.uri)
         explainer = Explainer(model, method=settings.method, layer=settings.layer or None, engine=settings.engine)
         with tempfile.TemporaryDirectory(prefix="medadv-gradcam-") as folder:
             local = mlflow.artifacts.download_artifacts(
@@ -66,19 +78,22 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
             )
             result = AttackResult.load(Path(local))
         check_ssim_method(settings.ssim, result.x.shape[1:])
-        classes = target_classes(
+        classes, adversarial_classes = target_classes(
             settings.explain_class, y_true=result.y_true, y_clean=result.y_clean, y_adv=result.y_adv
         )
         inherited = {
             key: attack_run.data.params[key]
             for key in ("model", "dataset", "attack", "eps")
             if key in attack_run.data.params
-        }
+        } | {"model_version_uri": pinned.uri}
         tags = {"mlflow.parentRunId": attack_run.info.run_id, "medadv.attack_run_id": attack_run.info.run_id}
-        with start_step_run("gradcam", asdict(settings) | inherited | {"layer": explainer.layer}) as run:
+        name = f"{settings.method} · {attack_run.info.run_name}"
+        with start_step_run("gradcam", asdict(settings) | inherited | {"layer": explainer.layer}, name=name) as run:
+            alias = {"medadv.model_alias": attack_run.data.tags.get("medadv.model_alias", "")}
+            tags |= pinned.tags() | {k: v for k, v in alias.items() if v}
             mlflow.set_tags(tags | {"medadv.attack": attack_run.data.tags.get("medadv.attack", "")})
             clean = explainer(result.x, classes, batch_size=settings.batch_size)
-            adversarial = explainer(result.x_adv, classes, batch_size=settings.batch_size)
+            adversarial = explainer(result.x_adv, adversarial_classes, batch_size=settings.batch_size)
             table = heatmap_table(
                 clean.maps, adversarial.maps, on=settings.on, x_clean=result.x, x_adv=result.x_adv,
                 iou_top_percent=(settings.iou_top_percent,), ids=result.ids, ssim=settings.ssim,
@@ -87,8 +102,11 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
             # The attack's own image degradation, beside the heatmaps' (images only: ECG runs have none).
             metrics |= {k: v for k, v in attack_run.data.metrics.items() if k in ("psnr_mean", "ssim_mean")}
             mlflow.log_metrics(metrics | {"num_samples": float(len(result))})
-            _log_maps(result.ids, classes, clean.maps, adversarial.maps, table)
-            titles = [f"{i}: explains class {c}" for i, c in zip(result.ids, classes, strict=True)]
+            _log_maps(result.ids, classes, clean.maps, adversarial.maps, table, adversarial_classes)
+            titles = [
+                f"{i}: explains class {c}" if c == a else f"{i}: explains class {c} / {a}"
+                for i, c, a in zip(result.ids, classes, adversarial_classes, strict=True)
+            ]
             log_figure(
                 overlay_figure(result.x, clean.maps, result.x_adv, adversarial.maps, titles=titles),
                 "figures/overlays.png",
@@ -97,7 +115,8 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
 
     if not settings.model:
         raise ExplainError("give --attack_run_id (an attack run), or --model and --dataset for clean-only maps")
-    model = load_model(settings.model)
+    pinned = pin_model(settings.model)
+    model = load_model(pinned.uri)
     explainer = Explainer(model, method=settings.method, layer=settings.layer or None, engine=settings.engine)
     data = load_dataset(
         settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
@@ -105,9 +124,11 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
     data = data.subset(slice(0, settings.num_samples or None))
     if settings.explain_class == "adversarial":
         raise ExplainError("explain_class 'adversarial' needs an attack run (--attack_run_id)")
-    with start_step_run("gradcam", asdict(settings) | {"layer": explainer.layer}) as run:
+    lineage = {"layer": explainer.layer, "model_version_uri": pinned.uri}
+    with start_step_run("gradcam", asdict(settings) | lineage, name=f"{settings.method} clean · {pinned.short}") as run:
+        mlflow.set_tags(pinned.tags())
         y_clean = predict(model, data.x).argmax(axis=1)
-        classes = target_classes(settings.explain_class, y_true=data.y, y_clean=y_clean)
+        classes, _ = target_classes(settings.explain_class, y_true=data.y, y_clean=y_clean)
         clean = explainer(data.x, classes, batch_size=settings.batch_size)
         mlflow.log_metric("num_samples", float(len(data)))
         _log_maps(data.ids, classes, clean.maps)
@@ -133,12 +154,14 @@ def _log_maps(
     clean: np.ndarray,
     adversarial: np.ndarray | None = None,
     table: pd.DataFrame | None = None,
+    adversarial_classes: np.ndarray | None = None,
 ) -> None:
-    """One `.npz` of all maps and, with adversarial maps, one per-sample Parquet table."""
+    """One `.npz` of all maps and their classes and, with adversarial maps, one per-sample Parquet table."""
     with tempfile.TemporaryDirectory(prefix="medadv-gradcam-") as folder:
         arrays: dict[str, Any] = {"ids": ids.astype(str), "class_index": classes, "clean_maps": clean}
         if adversarial is not None:
             arrays["adversarial_maps"] = adversarial
+            arrays["adversarial_class_index"] = adversarial_classes
         np.savez_compressed(Path(folder) / HEATMAP_FILE, **arrays)
         mlflow.log_artifact(str(Path(folder) / HEATMAP_FILE))
         if table is not None:

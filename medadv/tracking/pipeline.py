@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import mlflow
 
+from medadv.ranges import Bounds, check_ranges
 from medadv.tracking.attack_job import AttackSettings, attack
 from medadv.tracking.evaluate_job import EvaluateSettings, evaluate
 from medadv.tracking.gradcam_job import GradcamSettings, gradcam
@@ -25,6 +26,14 @@ class MainSettings:
     records: int = 4  # records per attack (ECGadv attacks each toward the 3 other classes)
     ecgadv_iterations: int = 200  # per binary-search step (the study: 1000)
     ecgadv_search_steps: int = 2  # binary-search steps over c (the study: 5, from c = 0.01)
+
+    RANGES: ClassVar[dict[str, Bounds]] = {
+        "ecg_length": (300, None), "epochs": (1, None), "records": (1, None),
+        "ecgadv_iterations": (1, None), "ecgadv_search_steps": (1, None),
+    }  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
@@ -50,6 +59,11 @@ def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment
         step("train", train, victim_b)
         for metric in ("l2", "smooth", "smooth_l2"):
             step("attack", attack, replace(on_a, attack="ecgadv_type1", attack_params=f"metric={metric},{ecgadv}"))
+        # A small eps sweep, so the report's curves are curves; the middle eps is transferred and explained.
+        for eps in (0.25, 1.0):
+            step(
+                "attack", attack, replace(on_a, attack="pgd", attack_params=f"eps={eps},eps_step={eps / 5},max_iter=20")
+            )
         pgd = replace(on_a, attack="pgd", attack_params="eps=0.5,eps_step=0.1,max_iter=20", transfer_to=model_b)
         pgd_run = step("attack", attack, pgd)
         step("attack", attack, replace(on_a, attack="deepfool", attack_params="overshoot=0.02"))

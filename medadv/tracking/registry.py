@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 
 from medadv.models import ModelError, check_victim, ensemble
+from medadv.tracking.names import check_registration, check_tags
 
 _URI_FORMS = (
     "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model or a path to a .keras file or MLflow model folder"
@@ -58,6 +60,8 @@ def register(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str
 
     If tagging or aliasing fails, the new version is deleted again: no half-registered model stays behind.
     """
+    check_registration(name, alias)
+    check_tags(tags)
     version = mlflow.register_model(model_uri, name).version
     client = mlflow.MlflowClient()
     try:
@@ -68,6 +72,88 @@ def register(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str
         client.delete_model_version(name, version)
         raise
     return str(version)
+
+
+def trained_on(uri: str) -> set[str]:
+    """The data sets a victim URI was trained on (each ensemble member's), from the registry's `dataset` tag
+    or the run's `dataset` param; a URI that does not say (a local path, a missing model) adds nothing."""
+    if "+" in uri:
+        return set().union(*(trained_on(member) for member in uri.split("+")))
+    client = mlflow.MlflowClient()
+    try:
+        if alias := re.fullmatch(r"models:/([^/@]+)@([^/]+)", uri):
+            dataset = client.get_model_version_by_alias(*alias.groups()).tags.get("dataset")
+        elif numbered := re.fullmatch(r"models:/([^/@]+)/(\d+)", uri):
+            dataset = client.get_model_version(*numbered.groups()).tags.get("dataset")
+        elif run := re.match(r"runs:/([^/]+)/", uri):
+            dataset = client.get_run(run.group(1)).data.params.get("dataset")
+        else:
+            dataset = None
+    except MlflowException:
+        return set()  # load_model reports the missing model
+    return {dataset} if dataset else set()
+
+
+_REGISTERED = re.compile(r"models:/([^/@]+)(?:@(.+)|/(\d+))")
+
+
+@dataclass(frozen=True)
+class PinnedModel:
+    """A model URI as the user gave it and the fixed version it meant when the run started.
+
+    An alias moves when a model is retrained; the version does not, so every step uses `uri`.
+    """
+
+    given: str
+    uri: str  # models:/NAME/VERSION for a registered model (alias resolved), else `given`
+    name: str = ""
+    version: str = ""
+    alias: str = ""  # the alias `given` named, if any
+    run_id: str = ""  # the run that logged the version
+
+    @property
+    def short(self) -> str:
+        """`pneumoniamnist-small_cnn v1` for run names; the URI's last part where there is no version."""
+        if self.version:
+            return f"{self.name.removeprefix('medadv-')} v{self.version}"
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    def tags(self) -> dict[str, str]:
+        """The run tags that record the pinning (empty fields left out, so a resume keeps the first ones)."""
+        tags = {
+            "medadv.model_uri": self.uri,
+            "medadv.model_version": self.version,
+            "medadv.model_alias": self.alias,
+            "medadv.model_run_id": self.run_id,
+        }
+        return {key: value for key, value in tags.items() if value}
+
+
+def pin_model(uri: str) -> PinnedModel:
+    """Resolve `models:/NAME@ALIAS` once to `models:/NAME/VERSION` (each member of an `a+b` ensemble)."""
+    if "+" in uri:
+        return PinnedModel(given=uri, uri="+".join(pin_model(member).uri for member in uri.split("+")))
+    registered = _REGISTERED.fullmatch(uri)
+    if not registered:
+        return PinnedModel(given=uri, uri=uri)
+    name, alias, number = registered.groups()
+    client = mlflow.MlflowClient()
+    try:
+        found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, number)
+    except MlflowException as error:
+        raise ModelError(f"cannot resolve model {uri}: {error.message.splitlines()[0]}") from None
+    version = str(found.version)
+    return PinnedModel(uri, f"models:/{name}/{version}", name, version, alias or "", found.run_id or "")
+
+
+def model_label(given: str, pinned: str) -> str:
+    """`NAME v3 (@candidate at the time)` for a pinned alias, `NAME v3` for a version, else the URI."""
+    version = _REGISTERED.fullmatch(pinned)
+    if not version or not version[3]:
+        return pinned
+    alias = _REGISTERED.fullmatch(given)
+    at_the_time = f" (@{alias[2]} at the time)" if alias and alias[2] else ""
+    return f"{version[1]} v{version[3]}{at_the_time}"
 
 
 def load_model(uri: str) -> keras.Model:

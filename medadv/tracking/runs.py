@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run
 
 from medadv.data.base import Dataset
+from medadv.tracking import writer as writer_lock
+from medadv.tracking.names import check_experiment_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 DEFAULT_EXPERIMENT = "medadv"
@@ -27,6 +29,9 @@ STEP_TAG = "medadv.step"
 DATASET_TAG = "medadv.dataset"
 FINGERPRINT_TAG = "medadv.data_fingerprint"
 COMMIT_TAG = "mlflow.source.git.commit"
+# What MLflow 3's UI reads to open an experiment on its model-training views, not the GenAI overview.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 class TrackingError(RuntimeError):
@@ -62,10 +67,19 @@ def connect(uri: str | None = None, experiment: str | None = None) -> str:
                     "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
                 ) from None
             raise
-    if experiment is None and ("MLFLOW_EXPERIMENT_ID" in os.environ or "MLFLOW_EXPERIMENT_NAME" in os.environ):
-        return uri  # `mlflow run` chose the experiment
+    check_experiment_name(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
     try:
-        mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+        if experiment is None and ("MLFLOW_EXPERIMENT_ID" in os.environ or "MLFLOW_EXPERIMENT_NAME" in os.environ):
+            # `mlflow run` (or the user) chose it: MLflow starts the run there.
+            chosen = (
+                mlflow.get_experiment(os.environ["MLFLOW_EXPERIMENT_ID"])
+                if "MLFLOW_EXPERIMENT_ID" in os.environ
+                else mlflow.set_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])
+            )
+        else:
+            chosen = mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+        if chosen.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+            mlflow.MlflowClient().set_experiment_tag(chosen.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     except mlflow.exceptions.MlflowException as error:
         raise TrackingError(f"tracking store {uri}: {error.message.splitlines()[0]}") from None
     return uri
@@ -93,18 +107,35 @@ def step_tags(step: str, dataset: Dataset | None = None) -> dict[str, str]:
     return tags
 
 
+def param_text(value: Any) -> str:
+    """A param as `mlflow run` logs it from the MLproject: booleans as true/false, not Python's True/False."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 @contextmanager
-def start_step_run(step: str, params: Mapping[str, Any], run_id: str | None = None) -> Iterator[Run]:
+def start_step_run(
+    step: str, params: Mapping[str, Any], run_id: str | None = None, name: str | None = None
+) -> Iterator[Run]:
     """Start (or resume, with `run_id`) a run for one entry point and say where to look at it.
 
     A failure inside marks the run FAILED, so nothing half-done looks finished. Inside another run
-    (the `main` pipeline) the new run is nested under it.
+    (the `main` pipeline) the new run is nested under it. The run has one writer: a resume of a run
+    that a live process writes refuses (medadv.tracking.writer). `name` says what the run did in the runs
+    list (also for the run `mlflow run` opened, which would otherwise keep a random name).
     """
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_id=run_id, tags=step_tags(step), nested=nested) as run:
+    existing = run_id or (None if nested else os.environ.get("MLFLOW_RUN_ID"))  # `mlflow run` may resume one
+    writer = writer_lock.acquire(existing) if existing else None
+    with (
+        mlflow.start_run(run_id=run_id, tags=step_tags(step), nested=nested) as run,
+        writer_lock.hold(run.info.run_id, writer),
+    ):
         # A resumed run, or the run `mlflow run` opened, may hold some already (in its own spelling).
         logged = mlflow.get_run(run.info.run_id).data.params
-        mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+        mlflow.log_params({key: param_text(value) for key, value in params.items() if key not in logged})
+        if name:
+            mlflow.set_tag("mlflow.runName", name)
+            run = mlflow.get_run(run.info.run_id)
         print_banner(step, run)
         yield run
 
@@ -154,7 +185,7 @@ def find_finished_run(step: str, params: Mapping[str, Any]) -> Run | None:
         filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
         output_format="list",
     )
-    wanted = {key: str(value) for key, value in params.items()}
+    wanted = {key: param_text(value) for key, value in params.items()}
     for run in runs:
         same_code = commit is None or run.data.tags.get(COMMIT_TAG) == commit
         if same_code and all(run.data.params.get(key) == value for key, value in wanted.items()):

@@ -222,7 +222,12 @@ def _grad_attacks(p: GradAttacksProtocol, steps: _Steps) -> list[Row]:
                     )
                     run_id, m = steps.attack(on)
                     cam = steps.gradcam(
-                        GradcamSettings(attack_run_id=run_id, num_samples=p.samples, layer=layers.get(victim.arch, ""))
+                        GradcamSettings(
+                            attack_run_id=run_id,
+                            num_samples=p.samples,
+                            layer=layers.get(victim.arch, ""),
+                            explain_class=p.explain_class,
+                        )
                     )
                     settings = f"{victim.arch} on {need.describe(steps.data_dir)}; {params}; balanced {counts}"
                     name = f"{need.dataset} {victim.arch} {attack_name} eps={eps}"
@@ -261,10 +266,7 @@ def _foe(p: FoeProtocol, steps: _Steps) -> list[Row]:
     crafted = AttackSettings(
         model=source_model, **target_data, attack="pgd", attack_params=pgd, transfer_to=target_model, **picked
     )
-    transfer_run, m = steps.attack(crafted)
-    _, white = steps.attack(
-        AttackSettings(model=target_model, **target_data, attack="pgd", attack_params=pgd, **picked)
-    )
+    transfer_run, m = steps.attack(crafted)  # its transfer.csv holds the white-box PGD on the target beside
     with tempfile.TemporaryDirectory() as folder:
         local = mlflow.artifacts.download_artifacts(run_id=transfer_run, artifact_path="transfer.csv", dst_path=folder)
         transfer = pd.read_csv(local).iloc[0]
@@ -281,7 +283,7 @@ def _foe(p: FoeProtocol, steps: _Steps) -> list[Row]:
             settings,
             n,
         ),
-        _row("foe target model accuracy, white-box PGD", white["robust_accuracy"], settings, white["num_samples"]),
+        _row("foe target model accuracy, white-box PGD", transfer["white_box_accuracy"], settings, n),
         _row("foe transfer success rate", transfer["transfer_success_rate"], settings, n),
         _row("foe source model fooling rate on the target data", m["fooling_rate"], settings, n),
     ]

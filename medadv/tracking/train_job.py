@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import keras
 import mlflow
@@ -12,7 +13,9 @@ from medadv.metrics.classification import classification_scores, confusion_figur
 from medadv.models import architecture, build_model, check_victim
 from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
 from medadv.options import parse_options
+from medadv.ranges import SEED_MAX, Bounds, check_ranges
 from medadv.tracking.defense_jobs import train_generator_set, train_robust
+from medadv.tracking.names import check_registration
 from medadv.tracking.registry import default_model_name, log_victim, register
 from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
 
@@ -45,6 +48,14 @@ class TrainSettings:
     adversarial_ratio: float = 0.5  # weight of the clean loss in Goodfellow's mixed loss
     from_scratch: bool = True  # False: fine-tune the victim's weights
 
+    RANGES: ClassVar[dict[str, Bounds]] = {
+        "epochs": (1, None), "batch_size": (1, None), "learning_rate": (1e-12, None), "seed": (0, SEED_MAX),
+        "mixup_alpha": (0.0, None), "adversarial_ratio": (0.0, 1.0),
+    }  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
 
 MODES = ("victim", "generator", "robust")
 
@@ -58,6 +69,7 @@ class MetricsToMlflow(keras.callbacks.Callback):
 
 def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Run `train`; returns the MLflow run id. Every input is checked before the run starts."""
+    check_registration(settings.model_name or default_model_name(settings.dataset, settings.arch), settings.alias)
     connect(tracking_uri, experiment)
     if settings.mode not in MODES:
         raise ValueError(f"unknown mode {settings.mode!r}; choose one of {', '.join(MODES)}")
@@ -87,7 +99,7 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
     check_victim(model, train_set.input_shape)
 
     name = settings.model_name or default_model_name(settings.dataset, settings.arch)
-    with start_step_run("train", asdict(settings)) as run:
+    with start_step_run("train", asdict(settings), name=f"train {settings.arch} · {settings.dataset}") as run:
         for split, dataset in splits.items():
             log_dataset(dataset, context={"train": "training", "val": "validation", "test": "testing"}[split])
         history = fit_victim(model, train_set, splits["val"], fit_config, callbacks=[MetricsToMlflow()])

@@ -1,0 +1,116 @@
+"""Lineage: a run pins the model version an alias named when it started, and later steps keep to it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from medadv.models import ModelError
+from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.tracking.evaluate_job import EvaluateSettings, evaluate
+from medadv.tracking.gradcam_job import GradcamSettings, gradcam
+from medadv.tracking.runs import connect, find_finished_run, start_step_run
+from medadv.tracking.train_job import TrainSettings, train
+
+EXPERIMENT = "lineage-tests"  # its own experiment and model name: moving the alias touches no other test
+NAME = "lineage-pneumonia"
+
+
+def _train(images: str, tracking_server: str, seed: int) -> str:
+    settings = TrainSettings(dataset="pneumoniamnist", data_dir=images, arch="small_cnn", arch_options="width=4",
+                             epochs=1, seed=seed, model_name=NAME)  # fmt: skip
+    return train(settings, tracking_server, EXPERIMENT)
+
+
+def test_attack_gradcam_and_evaluate_credit_the_version_the_alias_named_at_attack_time(
+    victims: dict[str, str], tracking_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = mlflow.MlflowClient(tracking_server)
+    first_train = _train(victims["images"], tracking_server, seed=0)
+    attack_run = attack(
+        AttackSettings(model=f"models:/{NAME}@candidate", dataset="pneumoniamnist", data_dir=victims["images"],
+                       split="train", attack="fgsm", attack_params="eps=0.1", num_samples=4, selection="all",
+                       transfer_to=f"models:/{NAME}@candidate"),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    second_train = _train(victims["images"], tracking_server, seed=1)  # a retrain moves @candidate to version 2
+    assert client.get_model_version_by_alias(NAME, "candidate").version == "2"
+
+    attacked = client.get_run(attack_run).data
+    assert attacked.params["model"] == f"models:/{NAME}@candidate"  # what the user gave
+    assert attacked.params["model_version_uri"] == attacked.params["transfer_to_versions"] == f"models:/{NAME}/1"
+    assert attacked.tags["medadv.model_alias"] == "candidate" and attacked.tags["medadv.model_version"] == "1"
+    assert attacked.tags["medadv.model_run_id"] == first_train
+
+    gradcam_run = gradcam(GradcamSettings(attack_run_id=attack_run), tracking_server, EXPERIMENT)
+    explained = client.get_run(gradcam_run).data
+    assert explained.params["model_version_uri"] == f"models:/{NAME}/1"
+    assert explained.tags["medadv.model_run_id"] == first_train != second_train
+
+    capsys.readouterr()
+    evaluate_run = evaluate(EvaluateSettings(), tracking_server, EXPERIMENT)
+    # The session's victims were trained in experiment "tests": evaluate says so instead of missing them silently.
+    out = capsys.readouterr().out
+    assert "live in other experiments (" in out and "tests" in out and "not evaluated" in out
+
+    # Run names say what each run did; the experiment opens on MLflow 3's model-training views.
+    names = [client.get_run(run_id).info.run_name for run_id in (first_train, attack_run, gradcam_run, evaluate_run)]
+    assert names == [
+        "train small_cnn · pneumoniamnist",
+        f"fgsm eps=0.1 · {NAME} v1",
+        f"gradcam · fgsm eps=0.1 · {NAME} v1",
+        "evaluate · this experiment",
+    ]
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None and experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    tables = {
+        name: pd.read_parquet(client.download_artifacts(evaluate_run, f"tables/{name}.parquet"))
+        for name in ("attacks", "models", "transfer")
+    }
+    row = tables["attacks"].loc[attack_run]
+    assert row["model"] == f"models:/{NAME}/1" and row["model_label"] == f"{NAME} v1 (@candidate at the time)"
+    assert tables["models"].loc[f"models:/{NAME}/1", "train_run_id"] == first_train
+    assert list(tables["transfer"]["target_model"]) == [f"models:/{NAME}/1"]
+
+
+def test_an_alias_that_names_no_version_is_refused_before_any_run(
+    victims: dict[str, str], tracking_server: str
+) -> None:
+    settings = AttackSettings(model="models:/tiny-pneumonia@nope", dataset="pneumoniamnist",
+                              data_dir=victims["images"], split="train", attack="fgsm", num_samples=2)  # fmt: skip
+    with pytest.raises(ModelError) as error:
+        attack(settings, tracking_server, EXPERIMENT)
+    assert "cannot resolve model models:/tiny-pneumonia@nope" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_readme_mlflow_run_command_logs_to_the_one_experiment() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    commands = re.findall(r"mlflow run \. -e \w+[^\n`]*", readme)
+    assert len(commands) >= 5
+    assert [command for command in commands if "--experiment-name medadv" not in command] == []
+
+
+def test_mlflow_experiment_name_from_the_environment_is_used_and_marked_model_training(
+    tracking_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # in-process set_experiment exports it
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lineage-from-env")
+    connect(tracking_server)
+    experiment = mlflow.MlflowClient(tracking_server).get_experiment_by_name("lineage-from-env")
+    assert experiment is not None and experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    with mlflow.start_run() as run:
+        assert run.info.experiment_id == experiment.experiment_id
+
+
+def test_booleans_are_logged_as_mlflow_run_logs_them_and_reuse_still_finds_the_run(tracking_server: str) -> None:
+    connect(tracking_server, EXPERIMENT)
+    params = {"from_scratch": True, "fine_tune": False, "epochs": 3}
+    with start_step_run("canonical-params", params) as run:
+        pass
+    assert mlflow.get_run(run.info.run_id).data.params == {"from_scratch": "true", "fine_tune": "false", "epochs": "3"}
+    found = find_finished_run("canonical-params", params)
+    assert found is not None and found.info.run_id == run.info.run_id
