@@ -70,7 +70,7 @@ MUTATIONS = [
     ),
     Mutation(
         "older_shard_wins",
-        "medadv/tracking/evaluate_job.py",
+        "medadv/jobs/evaluate.py",
         "for run in sorted(runs, key=lambda r: r.info.start_time):",
         "for run in sorted(runs, key=lambda r: -r.info.start_time):",
         ("tests/test_evaluate_job.py", "-k", "missing_metrics"),

@@ -42,3 +42,14 @@ def _convert(value: str, default: Any, what: str) -> Any:
     except ValueError:
         raise ValueError(f"{what}: cannot read {value!r} as {type(default).__name__}") from None
     return value
+
+
+def parse_params(text: str) -> dict[str, str]:
+    """`a=1,b=2` -> {"a": "1", "b": "2"}; the attack's config class types them."""
+    params = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"attack_params: {item!r} is not key=value")
+        params[key.strip()] = value.strip()
+    return params

@@ -2,7 +2,7 @@
 
 from _cli import parser_for, run_step, settings_from
 
-from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.jobs.attack import AttackSettings, attack
 
 if __name__ == "__main__":
     arguments = parser_for(AttackSettings, __doc__).parse_args()

@@ -2,7 +2,7 @@
 
 from _cli import parser_for, run_step, settings_from
 
-from medadv.tracking.evaluate_job import EvaluateSettings, evaluate
+from medadv.jobs.evaluate import EvaluateSettings, evaluate
 
 if __name__ == "__main__":
     arguments = parser_for(EvaluateSettings, __doc__).parse_args()

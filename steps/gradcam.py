@@ -2,7 +2,7 @@
 
 from _cli import parser_for, run_step, settings_from
 
-from medadv.tracking.gradcam_job import GradcamSettings, gradcam
+from medadv.jobs.gradcam import GradcamSettings, gradcam
 
 if __name__ == "__main__":
     arguments = parser_for(GradcamSettings, __doc__).parse_args()

@@ -2,7 +2,7 @@
 
 from _cli import parser_for, run_step, settings_from
 
-from medadv.tracking.pipeline import MainSettings, run_main
+from medadv.jobs.main import MainSettings, run_main
 
 if __name__ == "__main__":
     arguments = parser_for(MainSettings, __doc__).parse_args()

@@ -2,7 +2,7 @@
 
 from _cli import parser_for, run_step, settings_from
 
-from medadv.tracking.study_job import StudySettings, study
+from medadv.jobs.study import StudySettings, study
 
 if __name__ == "__main__":
     arguments = parser_for(StudySettings, __doc__).parse_args()

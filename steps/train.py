@@ -2,7 +2,7 @@
 
 from _cli import parser_for, run_step, settings_from
 
-from medadv.tracking.train_job import TrainSettings, train
+from medadv.jobs.train import TrainSettings, train
 
 if __name__ == "__main__":
     arguments = parser_for(TrainSettings, __doc__).parse_args()

@@ -106,7 +106,7 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
 def victims(tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Two registered tiny victims, trained in-process through the `train` job: images and ECG."""
     from medadv.data import cinc2017, medmnist
-    from medadv.tracking.train_job import TrainSettings, train
+    from medadv.jobs.train import TrainSettings, train
 
     images = tmp_path_factory.mktemp("pneumoniamnist")
     medmnist.write_synthetic(images, flavor="pneumoniamnist")
@@ -133,7 +133,7 @@ REAL_CINC_OPTIONS = "length=4500"
 def train_real_cinc(shared_data: Path, tracking_server: str, model_name: str, data_options: str = "") -> str:
     """Train the small ECG ResNet (6 blocks x 16 filters) through `train` on the real CinC 2017 records and
     register it as `model_name`; returns the data folder."""
-    from medadv.tracking.train_job import TrainSettings, train
+    from medadv.jobs.train import TrainSettings, train
 
     data_dir = str(shared_data / "cinc2017")
     # medadv's wide ResNet: Andreotti's Flatten head (18k features at 15 s) overfits the 141 training records

@@ -18,7 +18,7 @@ from test_attacks import EPS, TABLE
 
 from medadv.attacks import AttackError
 from medadv.attacks.result import AttackResult
-from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.jobs.attack import AttackSettings, attack
 
 
 def _artifacts(run_id: str, folder: Path) -> tuple[AttackResult, pd.DataFrame]:

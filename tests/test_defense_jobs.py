@@ -12,9 +12,9 @@ from conftest import EXPERIMENT
 from medadv.attacks.result import AttackResult
 from medadv.data import mnist
 from medadv.defenses import DefenseError
-from medadv.tracking.attack_job import AttackSettings, attack
+from medadv.jobs.attack import AttackSettings, attack
+from medadv.jobs.train import TrainSettings, train
 from medadv.tracking.registry import load_generators, load_model
-from medadv.tracking.train_job import TrainSettings, train
 
 
 @pytest.fixture(scope="module")

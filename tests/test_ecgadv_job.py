@@ -19,7 +19,7 @@ from medadv.attacks.ecgadv import ECGadvTypeIIConfig
 from medadv.attacks.figures import window_success_figure
 from medadv.attacks.result import AttackResult
 from medadv.data import load_dataset
-from medadv.tracking.attack_job import AttackSettings, attack, universal_table
+from medadv.jobs.attack import AttackSettings, attack, universal_table
 from medadv.tracking.registry import load_model
 
 CLASSES = ("A", "N", "O", "~")

@@ -15,9 +15,8 @@ import pytest
 
 from medadv.attacks.result import AttackResult
 from medadv.defenses.ecg_filters import defense_verdict
-from medadv.metrics import wilson_interval
-from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.evaluate_job import (
+from medadv.jobs.attack import AttackSettings, attack
+from medadv.jobs.evaluate import (
     ATTACK_METRICS,
     DEFENSE_METRICS,
     PLAUSIBILITY_METRICS,
@@ -25,7 +24,8 @@ from medadv.tracking.evaluate_job import (
     EvaluateSettings,
     evaluate,
 )
-from medadv.tracking.gradcam_job import GradcamSettings, gradcam
+from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.metrics import wilson_interval
 
 EXPERIMENT = "evaluate-tests"  # its own experiment: the report covers exactly the runs made here
 TABLES = (

@@ -14,9 +14,9 @@ from mlflow_server import run_step
 
 from medadv.attacks.result import AttackResult
 from medadv.explain import Explainer, ExplainError
-from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.gradcam_job import GradcamSettings, gradcam
-from medadv.tracking.train_job import TrainSettings, train
+from medadv.jobs.attack import AttackSettings, attack
+from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.jobs.train import TrainSettings, train
 
 
 @pytest.fixture(scope="module")

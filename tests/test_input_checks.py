@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from mlflow_server import step_env
 
+from medadv.jobs.attack import AttackSettings
+from medadv.jobs.gradcam import GradcamSettings
+from medadv.jobs.main import MainSettings
+from medadv.jobs.train import TrainSettings
 from medadv.models import ModelError, build_model, check_victim
 from medadv.tracking import writer as writer_lock
-from medadv.tracking.attack_job import AttackSettings
-from medadv.tracking.gradcam_job import GradcamSettings
 from medadv.tracking.names import InvalidName, check_alias, check_experiment_name, check_model_name, check_tags
-from medadv.tracking.pipeline import MainSettings
-from medadv.tracking.train_job import TrainSettings
 
 
 @pytest.fixture(scope="module")

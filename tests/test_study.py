@@ -10,8 +10,8 @@ import mlflow
 import pandas as pd
 import pytest
 
+from medadv.jobs.study import COLUMNS, TABLE_FILE, StudySettings, study
 from medadv.studies import ECGadvProtocol, StudyError, missing_data, protocol
-from medadv.tracking.study_job import COLUMNS, TABLE_FILE, StudySettings, study
 
 # The smoke protocols cut to seconds: the same grids, fewer epochs, iterations and samples.
 TINY = {

@@ -14,9 +14,9 @@ import pytest
 
 from medadv.attacks import AttackError
 from medadv.data import nih
-from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.evaluate_job import EvaluateSettings, evaluate
-from medadv.tracking.train_job import TrainSettings, train
+from medadv.jobs.attack import AttackSettings, attack
+from medadv.jobs.evaluate import EvaluateSettings, evaluate
+from medadv.jobs.train import TrainSettings, train
 
 EXPERIMENT = "test-transfer"
 PNEUMONIA, CINC = "models:/tiny-pneumonia@candidate", "models:/tiny-cinc@candidate"

@@ -34,11 +34,11 @@ from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import parse_shard, predict
 from medadv.data import load_dataset, loader_options
 from medadv.defenses.ecg_filters import defense_verdict
+from medadv.jobs.attack import RESULT_FILE
 from medadv.metrics import success_matrix, summarize, wilson_interval
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import ModelError
 from medadv.report import Section, eps_curves, matrix_heatmap, render_report, short_model
-from medadv.tracking.attack_job import RESULT_FILE
 from medadv.tracking.registry import load_model, model_label
 from medadv.tracking.runs import STEP_TAG, artifact_dir, connect, start_step_run
 

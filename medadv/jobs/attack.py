@@ -51,6 +51,7 @@ from medadv.metrics.ecg_plausibility import run_plausibility
 from medadv.metrics.similarity import check_ssim_method
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
+from medadv.options import parse_params
 from medadv.ranges import SEED_MAX, Bounds, check_ranges
 from medadv.tracking.registry import PinnedModel, load_generators, load_model, pin_model, trained_on
 from medadv.tracking.runs import connect, log_dataset, log_figure, param_text, start_step_run
@@ -98,17 +99,6 @@ class AttackSettings:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-
-
-def parse_params(text: str) -> dict[str, str]:
-    """`a=1,b=2` -> {"a": "1", "b": "2"}; the attack's config class types them."""
-    params = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise AttackError(f"attack_params: {item!r} is not key=value")
-        params[key.strip()] = value.strip()
-    return params
 
 
 def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:

@@ -20,6 +20,10 @@ import mlflow
 import pandas as pd
 
 from medadv.data import Dataset, load_dataset, loader_options
+from medadv.jobs.attack import AttackSettings, attack
+from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.jobs.main import reusing_step
+from medadv.jobs.train import TrainSettings, train
 from medadv.report import Section, render_report
 from medadv.studies import (
     DataNeed,
@@ -32,11 +36,7 @@ from medadv.studies import (
     missing_data,
     protocol,
 )
-from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.gradcam_job import GradcamSettings, gradcam
-from medadv.tracking.pipeline import reusing_step
 from medadv.tracking.runs import connect, start_step_run
-from medadv.tracking.train_job import TrainSettings, train
 
 TABLE_FILE = "study_table.csv"
 COLUMNS = ("figure", "paper_value", "medadv_value", "settings", "n")

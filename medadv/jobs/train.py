@@ -9,12 +9,13 @@ import keras
 import mlflow
 
 from medadv.data import load_dataset, loader_options
+from medadv.jobs.generators import train_generator_set
+from medadv.jobs.robust import train_robust
 from medadv.metrics.classification import classification_scores, confusion_figure, prediction_table
 from medadv.models import architecture, build_model, check_victim
 from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
 from medadv.options import parse_options
 from medadv.ranges import SEED_MAX, Bounds, check_ranges
-from medadv.tracking.defense_jobs import train_generator_set, train_robust
 from medadv.tracking.names import check_registration
 from medadv.tracking.registry import default_model_name, log_victim, register
 from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run

@@ -1,26 +1,19 @@
-"""The `train` entry point's other modes: per-class CAE generators (DeepCustom) and robust models.
-
-`mode=generator` trains one generator per class in a nested run each, under one parent run whose id
-names the generator set. `mode=robust` adversarially trains a copy of a victim and registers it as
-`medadv-<dataset>-<arch>-robust-<method>`.
-"""
+"""`train` with `mode=robust`: adversarially train a copy of a victim and register it as
+`medadv-<dataset>-<arch>-robust-<method>`."""
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import asdict, fields, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import keras
 import mlflow
 import numpy as np
 
 from medadv.attacks import AttackConfig, make_attack, parse_config
-from medadv.attacks.dgn import DEFAULT_EPS, DGNConfig, GeneratorConfig, generate, train_generator
+from medadv.attacks.dgn import DEFAULT_EPS, DGNConfig, generate
 from medadv.attacks.native import FGSMConfig, PGDConfig
 from medadv.attacks.runner import predict
-from medadv.data import load_dataset, loader_options
 from medadv.data.base import Dataset
 from medadv.defenses import (
     TRAINERS,
@@ -30,21 +23,18 @@ from medadv.defenses import (
     train_on_adversarial_data,
     train_with_online_pgd,
 )
-from medadv.models import check_victim
-from medadv.options import parse_options
-from medadv.tracking.attack_job import parse_params
+from medadv.jobs.generators import LOSS_TAG, victim_and_splits
+from medadv.options import parse_params
 from medadv.tracking.registry import (
     default_model_name,
     load_generators,
-    load_model,
     log_victim,
-    pip_requirements,
     register,
 )
 from medadv.tracking.runs import STEP_TAG, log_dataset, start_step_run
 
 if TYPE_CHECKING:
-    from medadv.tracking.train_job import TrainSettings
+    from medadv.jobs.train import TrainSettings
 
 # robust method -> the attack whose settings (`attack_params`) it trains against
 ROBUST_METHODS = {
@@ -55,61 +45,6 @@ ROBUST_METHODS = {
     "dgn_nce": "dgn",
     "dgn_suspiciousness": "dgn",
 }
-CLASS_TAG = "medadv.class_index"
-LOSS_TAG = "medadv.generator_loss"
-
-
-def _victim_and_splits(settings: TrainSettings) -> tuple[keras.Model, dict[str, Dataset]]:
-    if not settings.victim:
-        raise DefenseError(f"mode={settings.mode} needs --victim (models:/NAME@ALIAS, runs:/ID/model or a path)")
-    options = loader_options(settings.dataset, settings.data_options)
-    splits = {split: load_dataset(settings.dataset, settings.data_dir, split, **options) for split in ("train", "test")}
-    victim = load_model(settings.victim)
-    check_victim(victim, splits["train"].input_shape)
-    return victim, splits
-
-
-def train_generator_set(settings: TrainSettings) -> str:
-    """One generator per class under a parent run; logs losses, what each loss was built from, and the accuracy drop."""
-    victim, splits = _victim_and_splits(settings)
-    train = splits["train"]
-    default_eps = DEFAULT_EPS.get(settings.dataset, 0.1)
-    config = replace(
-        GeneratorConfig(
-            loss=settings.generator_loss, eps=default_eps, epochs=settings.epochs, batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, seed=settings.seed,
-        ),
-        **parse_options(settings.generator_options, GeneratorConfig, "generator_options"),
-    )  # fmt: skip
-    config.validate(train.num_classes)
-    with start_step_run(
-        "generator", asdict(settings) | {f"generator.{f.name}": getattr(config, f.name) for f in fields(config)}
-    ) as run:
-        mlflow.set_tag(LOSS_TAG, config.loss)
-        log_dataset(train, context="training")
-        generators = {}
-        for class_index in np.unique(train.y):
-            with start_step_run("generator_class", {"class_index": int(class_index)}):
-                mlflow.set_tags({CLASS_TAG: str(class_index), "mlflow.parentRunId": run.info.run_id})
-                trained = train_generator(victim, train.x, train.y, int(class_index), config, train.clip_range)
-                mlflow.log_metrics({"loss_first_epoch": trained.losses[0], "loss_last_epoch": trained.losses[-1]})
-                for epoch, loss in enumerate(trained.losses):
-                    mlflow.log_metric("loss", loss, step=epoch, synchronous=False)
-                with tempfile.TemporaryDirectory() as folder:
-                    details: dict[str, Any] = dict(trained.details)
-                    np.savez_compressed(Path(folder) / "loss_details.npz", **details)
-                    mlflow.log_artifact(str(Path(folder) / "loss_details.npz"))
-                mlflow.keras.log_model(trained.model, name="generator", pip_requirements=pip_requirements())
-                generators[int(class_index)] = trained.model
-        test = splits["test"]
-        x_adv = generate(generators, test.x, test.y, eps=config.eps, clip_range=test.clip_range)
-        clean = float(np.mean(predict(victim, test.x).argmax(1) == test.y))
-        attacked = float(np.mean(predict(victim, x_adv).argmax(1) == test.y))
-        mlflow.log_metrics({"clean_accuracy": clean, "dgn_accuracy": attacked, "accuracy_drop": clean - attacked})
-        print(
-            f"generator set: runs:/{run.info.run_id} (victim accuracy {clean:.3f} -> {attacked:.3f} on DGN test data)"
-        )
-        return str(run.info.run_id)
 
 
 def train_robust(settings: TrainSettings) -> str:
@@ -118,7 +53,7 @@ def train_robust(settings: TrainSettings) -> str:
         raise DefenseError(f"unknown robust method {settings.method!r}; choose one of {', '.join(ROBUST_METHODS)}")
     if settings.trainer not in TRAINERS:
         raise DefenseError(f"unknown robust trainer {settings.trainer!r}; choose one of {', '.join(TRAINERS)}")
-    victim, splits = _victim_and_splits(settings)
+    victim, splits = victim_and_splits(settings)
     train, test = splits["train"], splits["test"]
     attack_name = ROBUST_METHODS[settings.method]
     params = parse_params(settings.attack_params)

@@ -9,12 +9,12 @@ from typing import Any, ClassVar
 
 import mlflow
 
+from medadv.jobs.attack import AttackSettings, attack
+from medadv.jobs.evaluate import EvaluateSettings, evaluate
+from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.jobs.train import TrainSettings, train
 from medadv.ranges import Bounds, check_ranges
-from medadv.tracking.attack_job import AttackSettings, attack
-from medadv.tracking.evaluate_job import EvaluateSettings, evaluate
-from medadv.tracking.gradcam_job import GradcamSettings, gradcam
 from medadv.tracking.runs import connect, find_finished_run, start_step_run
-from medadv.tracking.train_job import TrainSettings, train
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,10 +21,10 @@ from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import predict
 from medadv.data import load_dataset, loader_options
 from medadv.explain import Explainer, ExplainError, overlay_figure, target_classes
+from medadv.jobs.attack import RESULT_FILE
 from medadv.metrics.heatmap import heatmap_summary, heatmap_table
 from medadv.metrics.similarity import check_ssim_method
 from medadv.ranges import Bounds, check_ranges
-from medadv.tracking.attack_job import RESULT_FILE
 from medadv.tracking.registry import load_model, pin_model
 from medadv.tracking.runs import STEP_TAG, connect, log_figure, start_step_run
 
