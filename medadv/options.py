@@ -6,11 +6,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from medadv.errors import MedadvError
+
 
 def parse_options(text: str, func: Callable[..., Any], what: str, reserved: tuple[str, ...] = ()) -> dict[str, Any]:
     """Parse `text` into keyword-only arguments of `func`, each converted to its default's type.
 
-    Names in `reserved` are set by medadv itself. Unknown keys and unparsable values raise ValueError
+    Names in `reserved` are set by medadv itself. Unknown keys and unparsable values raise MedadvError
     naming the valid keys.
     """
     parameters = {
@@ -24,7 +26,7 @@ def parse_options(text: str, func: Callable[..., Any], what: str, reserved: tupl
         key = key.strip()
         if not sep or key not in parameters:
             valid = list(parameters)
-            raise ValueError(f"{what}: unknown option {item!r}; valid options are {', '.join(valid)} (as key=value)")
+            raise MedadvError(f"{what}: unknown option {item!r}; valid options are {', '.join(valid)} (as key=value)")
         options[key] = _convert(value.strip(), parameters[key].default, f"{what} option {key}")
     return options
 
@@ -33,14 +35,14 @@ def _convert(value: str, default: Any, what: str) -> Any:
     try:
         if isinstance(default, bool):
             if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
+                raise ValueError  # caught below: the value is not a bool
             return value.lower() in ("true", "1")
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):
             return float(value)
     except ValueError:
-        raise ValueError(f"{what}: cannot read {value!r} as {type(default).__name__}") from None
+        raise MedadvError(f"{what}: cannot read {value!r} as {type(default).__name__}") from None
     return value
 
 
@@ -50,6 +52,6 @@ def parse_params(text: str) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"attack_params: {item!r} is not key=value")
+            raise MedadvError(f"attack_params: {item!r} is not key=value")
         params[key.strip()] = value.strip()
     return params

@@ -10,6 +10,8 @@ import math
 from dataclasses import fields
 from typing import Any, ClassVar, Protocol
 
+from medadv.errors import MedadvError
+
 Bounds = tuple[float | None, float | None]
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
 
@@ -28,7 +30,7 @@ def check_ranges(settings: HasRanges) -> None:
     for name, (low, high) in declared.items():
         value: Any = getattr(settings, name)
         if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
-            raise ValueError(f"{name} must be {describe((low, high))}, got {value}")
+            raise MedadvError(f"{name} must be {describe((low, high))}, got {value}")
 
 
 def describe(bounds: Bounds) -> str:

@@ -13,10 +13,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from medadv.errors import MedadvError
+
 SCALES = ("smoke", "paper")
 
 
-class StudyError(ValueError):
+class StudyError(MedadvError):
     """An unknown study or scale, a bad override, or the real data a study needs is missing."""
 
 

@@ -8,9 +8,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn, TypeVar
 
-from mlflow.exceptions import MlflowException
-
-from medadv.tracking.runs import TrackingError
+from medadv.errors import MedadvError
 
 Settings = TypeVar("Settings")
 
@@ -51,12 +49,9 @@ def settings_from(arguments: argparse.Namespace, settings_class: type[Settings])
 
 
 def run_step(step: Callable[[], object]) -> None:
-    """Run a step; bad input ends it with one line on stderr and exit code 1, not a traceback."""
+    """Run a step; bad input (a MedadvError) ends it with one line on stderr and exit code 1. Anything else is
+    a bug or an outage and keeps its traceback (and a non-zero exit)."""
     try:
         step()
-        return
-    except (ValueError, TrackingError) as error:
-        message = str(error)
-    except MlflowException as error:
-        message = error.message.splitlines()[0]
-    sys.exit(f"medadv: error: {message}")
+    except MedadvError as error:
+        sys.exit(f"medadv: error: {error}")

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from medadv.errors import MedadvError
 
-class AttackError(ValueError):
+
+class AttackError(MedadvError):
     """Settings that make no sense for this attack, model or data; raised before any compute."""
 
 

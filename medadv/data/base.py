@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from medadv.errors import MedadvError
+
 SPLITS = ("train", "val", "test", "all")
 
 
-class DataError(ValueError):
+class DataError(MedadvError):
     """Bad or missing input data; the message names the file and says what is wrong, on one line."""
 
 

@@ -27,10 +27,11 @@ from art.defences.trainer import AdversarialTrainer
 
 from medadv.attacks.art_attacks import ArtAttack, ArtBIM, ArtFGSM, ArtPGD, art_classifier
 from medadv.attacks.native import PGD, BIMConfig, FGSMConfig, PGDConfig
+from medadv.errors import MedadvError
 from medadv.models import check_victim, logits_model
 
 
-class DefenseError(ValueError):
+class DefenseError(MedadvError):
     """Settings or data that adversarial training cannot use; raised before any training."""
 
 

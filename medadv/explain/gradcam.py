@@ -29,6 +29,7 @@ from tf_keras_vis.scorecam import Scorecam
 from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
+from medadv.errors import MedadvError
 from medadv.models import check_victim
 
 METHODS: dict[str, type[Gradcam] | type[GradcamPlusPlus] | type[Scorecam]] = {
@@ -44,7 +45,7 @@ CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D)
 STUDY_LAYERS = {"resnet50v2": "conv5_block3_out"}
 
 
-class ExplainError(ValueError):
+class ExplainError(MedadvError):
     """A layer, method, class or input that cannot be explained; raised before any compute."""
 
 

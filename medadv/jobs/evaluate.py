@@ -34,6 +34,7 @@ from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import parse_shard, predict
 from medadv.data import load_dataset, loader_options
 from medadv.defenses.ecg_filters import defense_verdict
+from medadv.errors import MedadvError
 from medadv.jobs.attack import RESULT_FILE
 from medadv.metrics import success_matrix, summarize, wilson_interval
 from medadv.metrics.transfer import transfer_metrics
@@ -64,7 +65,7 @@ SUCCESS_FILE = "success_matrix.csv"
 TRANSFER_FILE = "transfer.csv"
 
 
-class EvaluateError(ValueError):
+class EvaluateError(MedadvError):
     """An experiment or filter that cannot be evaluated; raised before the evaluate run starts."""
 
 

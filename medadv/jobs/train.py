@@ -9,6 +9,7 @@ import keras
 import mlflow
 
 from medadv.data import load_dataset, loader_options
+from medadv.errors import MedadvError
 from medadv.jobs.generators import train_generator_set
 from medadv.jobs.robust import train_robust
 from medadv.metrics.classification import classification_scores, confusion_figure, prediction_table
@@ -73,7 +74,7 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
     check_registration(settings.model_name or default_model_name(settings.dataset, settings.arch), settings.alias)
     connect(tracking_uri, experiment)
     if settings.mode not in MODES:
-        raise ValueError(f"unknown mode {settings.mode!r}; choose one of {', '.join(MODES)}")
+        raise MedadvError(f"unknown mode {settings.mode!r}; choose one of {', '.join(MODES)}")
     if settings.mode == "generator":
         return train_generator_set(settings)
     if settings.mode == "robust":

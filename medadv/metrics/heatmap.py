@@ -34,6 +34,7 @@ import pandas as pd
 from matplotlib import colormaps
 from scipy.stats import rankdata
 
+from medadv.errors import MedadvError
 from medadv.metrics.similarity import ssim_per_sample
 
 COMPARE_ON = ("map", "overlay")
@@ -41,7 +42,7 @@ SSIM_WINDOW = 7
 OVERLAY_HEATMAP_WEIGHT = 0.4  # the Keras Grad-CAM example's superimposition, which the study used
 
 
-class HeatmapError(ValueError):
+class HeatmapError(MedadvError):
     """Heatmaps (or inputs) that cannot be compared; raised before any compute."""
 
 

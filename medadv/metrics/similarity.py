@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 from skimage.metrics import structural_similarity
 
+from medadv.errors import MedadvError
+
 SSIM_METHODS = ("tf", "skimage")
 TF_SSIM_WINDOW = 11
 
@@ -19,9 +21,9 @@ TF_SSIM_WINDOW = 11
 def check_ssim_method(method: str, input_shape: tuple[int, ...] = ()) -> None:
     """Refuse an unknown method, or `tf` on (H, W, C) images smaller than its window, before any compute."""
     if method not in SSIM_METHODS:
-        raise ValueError(f"unknown ssim {method!r}; choose one of {', '.join(SSIM_METHODS)}")
+        raise MedadvError(f"unknown ssim {method!r}; choose one of {', '.join(SSIM_METHODS)}")
     if method == "tf" and len(input_shape) == 3 and min(input_shape[:2]) < TF_SSIM_WINDOW:
-        raise ValueError(f"ssim=tf needs images of at least 11 x 11 pixels, got {input_shape[:2]}; use ssim=skimage")
+        raise MedadvError(f"ssim=tf needs images of at least 11 x 11 pixels, got {input_shape[:2]}; use ssim=skimage")
 
 
 def ssim_per_sample(

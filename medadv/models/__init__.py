@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from medadv.errors import MedadvError
 from medadv.models.ecg import ecg_resnet, ecg_resnet_wide
 from medadv.models.image import (
     cifar_cnn,
@@ -39,7 +40,7 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-class ModelError(ValueError):
+class ModelError(MedadvError):
     """A model that does not fit the victim contract or the data; the message says what to do."""
 
 

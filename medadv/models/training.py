@@ -11,6 +11,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from medadv.data.base import Dataset
+from medadv.errors import MedadvError
 from medadv.metrics.classification import classification_scores
 
 
@@ -24,9 +25,9 @@ class FitConfig:
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
-            raise ValueError(f"epochs and batch_size must be >= 1 and learning_rate > 0, got {self}")
+            raise MedadvError(f"epochs and batch_size must be >= 1 and learning_rate > 0, got {self}")
         if self.mixup_alpha < 0:
-            raise ValueError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
+            raise MedadvError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
 
 
 def seed_everything(seed: int) -> None:
@@ -35,7 +36,7 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(MedadvError):
     """The loss became NaN or infinite: the run fails instead of registering a broken model."""
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from mlflow.exceptions import MlflowException
 from mlflow.utils import validation
 
+from medadv.errors import MedadvError
+
 # String(n) of mlflow/store/{tracking,model_registry}/dbmodels/models.py
 MODEL_NAME_LENGTH = 256  # registered_models.name
 ALIAS_LENGTH = validation.MAX_REGISTERED_MODEL_ALIAS_LENGTH  # 255, under registered_model_aliases.alias's 256
@@ -20,7 +22,7 @@ TAG_KEY_LENGTH = 250  # tags.key, model_version_tags.key
 TAG_VALUE_LENGTH = 5000  # model_version_tags.value and registered_model_tags.value (runs' tags: 8000)
 
 
-class InvalidName(ValueError):
+class InvalidName(MedadvError):
     """A name or tag the registry or the store would refuse (or, on SQLite, silently accept)."""
 
 

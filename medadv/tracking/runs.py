@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run
 
 from medadv.data.base import Dataset
+from medadv.errors import MedadvError
 from medadv.tracking import writer as writer_lock
 from medadv.tracking.names import check_experiment_name
 
@@ -34,7 +35,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(MedadvError):
     """The tracking server cannot be used; raised before any compute."""
 
 

@@ -19,13 +19,15 @@ from datetime import UTC, datetime
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from medadv.errors import MedadvError
+
 WRITER_TAG = "medadv.writer"
 HEARTBEAT_S = 30.0
 STALE_S = 4 * HEARTBEAT_S
 SETTLE_S = 1.0  # two resumes that read "free" at once both write; after this, the last write wins
 
 
-class RunLocked(ValueError):
+class RunLocked(MedadvError):
     """Another live process writes this run: the run id given cannot be written now."""
 
 
