@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,26 @@ def test_no_function_is_longer_than_60_lines(name: str) -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert long == []
+
+
+ARTIFACT_OR_TAG = re.compile(r"(medadv\.[a-z_]+|[\w/]+\.(?:csv|npz|parquet|html|json|png|svg|tex))")
+
+
+def contract_names(tree: ast.Module) -> set[str]:
+    """The artifact file names and medadv tag keys a module spells (string constants, f-string parts included)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = ARTIFACT_OR_TAG.fullmatch(node.value.lstrip("/"))
+            if (match and not node.value.startswith("medadv.")) or (match and node.value.count(".") == 1):
+                found.add(node.value.lstrip("/"))
+    return found
+
+
+def test_each_artifact_name_and_tag_key_is_spelled_in_one_module() -> None:
+    """The contract between jobs lives in one place (medadv/tracking/contract.py); others import its names."""
+    spelled: dict[str, list[str]] = {}
+    for name, tree in MODULES.items():
+        for literal in contract_names(tree):
+            spelled.setdefault(literal, []).append(name)
+    assert {literal: modules for literal, modules in spelled.items() if len(modules) > 1} == {}

@@ -1,0 +1,87 @@
+"""The test command's short real-data check of ECGadv: Type I and Type II on a few real CinC 2017 records at a
+small budget (about two minutes on 2 CPU cores). The study's full figures stay under `pytest -m study`
+(tests/test_ecgadv_job.py); this one runs on every change, so a wrong standardisation, gain or padding of real
+records fails here too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import EXPERIMENT
+
+from medadv.attacks.result import AttackResult
+from medadv.jobs.attack import AttackSettings, attack
+from medadv.jobs.train import TrainSettings, train
+from medadv.tracking.registry import load_model
+
+VICTIM = "models:/real-cinc-short@candidate"
+OPTIONS = "length=1500"  # 5 s: every record is longer, so none is padded and each crop is real signal
+
+
+@pytest.fixture(scope="module")
+def short_real_victim(shared_data: Path, tracking_server: str) -> str:
+    """A small ResNet on 5 s crops of the real records (2 blocks x 8 filters), registered; the data folder."""
+    data_dir = str(shared_data / "cinc2017")
+    train(
+        TrainSettings(dataset="cinc2017", data_dir=data_dir, data_options=OPTIONS, arch="ecg_resnet_wide",
+                      arch_options="num_blocks=2,base_filters=8", epochs=12, batch_size=16, learning_rate=3e-3,
+                      seed=0, model_name="real-cinc-short"),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    return data_dir
+
+
+def _attack(data_dir: str, tracking_server: str, name: str, params: str, **extra: object) -> str:
+    settings = AttackSettings(
+        model=VICTIM, dataset="cinc2017", data_dir=data_dir, data_options=OPTIONS, split="all", attack=name,
+        attack_params=f"target=-1,{params}", num_samples=3, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return attack(settings, tracking_server, EXPERIMENT)
+
+
+def _logged(run_id: str, tracking_server: str) -> tuple[AttackResult, pd.DataFrame]:
+    client = mlflow.MlflowClient(tracking_server)
+    result = AttackResult.load(Path(client.download_artifacts(run_id, "attack_result.npz")))
+    return result, pd.read_parquet(client.download_artifacts(run_id, "samples.parquet"))
+
+
+def test_type1_on_real_records_fools_the_victim_it_reports_and_smooth_perturbs_more_smoothly(
+    short_real_victim: str, tracking_server: str
+) -> None:
+    """3 correctly classified real records, each toward the 3 other classes (9 pairs), with l2 and smooth."""
+    tables = {}
+    for metric in ("l2", "smooth"):
+        run_id = _attack(short_real_victim, tracking_server, "ecgadv_type1", f"metric={metric},max_iterations=100")
+        result, tables[metric] = _logged(run_id, tracking_server)
+        assert len(result.x) == 9 and tables[metric]["success"].mean() >= 0.6, metric
+        # the reported success is what the registered model predicts on the logged adversarial records
+        replayed = load_model(VICTIM).predict(result.x_adv, verbose=0).argmax(axis=1)
+        np.testing.assert_array_equal(replayed, result.y_adv)
+        # the perturbation is in the records' own units (mV): real ECG amplitudes are about 0.1-5 mV
+        assert 0.05 < np.abs(result.x).max() < 20 and np.abs(result.delta).max() < np.abs(result.x).max()
+    both = tables["l2"]["success"].astype(bool) & tables["smooth"]["success"].astype(bool)
+    assert both.sum() >= 3
+    assert tables["smooth"].loc[both, "d_smooth"].mean() < tables["l2"].loc[both, "d_smooth"].mean()
+
+
+def test_type2_on_real_records_learns_a_window_and_evaluates_it_on_the_class_records(
+    short_real_victim: str, tracking_server: str
+) -> None:
+    """Windows of the whole 5 s record, 5 shifted copies per step, 5 x 30 iterations; each window added at 3
+    random positions to every correctly classified record of its source class."""
+    run_id = _attack(
+        short_real_victim, tracking_server, "ecgadv_type2", "window=1500,ensemble_size=5,max_iterations=30",
+        universal_positions=3,
+    )  # fmt: skip
+    result, table = _logged(run_id, tracking_server)
+    assert table["success"].mean() > 0
+    client = mlflow.MlflowClient(tracking_server)
+    universal = pd.read_csv(client.download_artifacts(run_id, "universal.csv"), index_col="pair")
+    assert len(universal) >= 1 and (universal["records"] >= 1).all()
+    assert universal["target_share"].between(0, 1).all()
+    # a learned window moves the victim toward its target more often than a real record of the target class does
+    assert universal["target_share"].mean() > universal["control_target_share"].mean()
