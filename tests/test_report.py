@@ -17,9 +17,11 @@ import pytest
 from PIL import Image
 
 from medadv.attacks.result import AttackResult
-from medadv.report.figures import eps_curves, matrix_heatmap
+from medadv.report.figures import eps_curves, example_grid, matrix_heatmap
 from medadv.report.html import Section, render_report, table_html
 from medadv.report.records import (
+    Example,
+    Heatmaps,
     ModelRecord,
     RunRecord,
     UnavailableModel,
@@ -28,6 +30,7 @@ from medadv.report.records import (
     newest_shards,
     short_model,
 )
+from medadv.report.sections import example_images
 from medadv.report.tables import compare, headline_table
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -235,6 +238,32 @@ def test_results_carry_class_names_and_clip_range_through_save_and_join(tmp_path
     np.savez(tmp_path / "old.npz", **arrays)
     old = AttackResult.load(tmp_path / "old.npz")
     assert old.class_names == () and old.clip_range == (-np.inf, np.inf) and list(old.ids) == ["a", "b"]
+
+
+def test_an_image_attack_explained_by_gradcam_is_one_grid_of_images_perturbation_and_maps() -> None:
+    result = _images(["a", "b", "c"], fooled=False)
+    result = AttackResult(**{**result.__dict__, "y_adv": np.array([0, 0, 1])})  # only b (class 1) is fooled
+    maps = Heatmaps(ids=np.array(["c", "b"]), clean=np.full((2, 12, 12), 0.25), adversarial=np.full((2, 12, 12), 0.75))
+    figure = example_grid(result, maps)
+    # b first (fooled), then c; a has no map and is left out
+    axes = np.array(figure.axes).reshape(2, 5)
+    assert [axis.get_title() for axis in axes[:, 0]] == ["b: clean, predicted pneumonia", "c: clean, predicted normal"]
+    assert axes[0, 1].get_title() == "adversarial, predicted normal"
+    # every pixel moved by 0.1: the colour limits +-0.1, and 0.5 / 0.1 = x5 the stated amplification
+    assert axes[0, 2].get_title() == "perturbation x5" and axes[0, 2].images[0].get_clim() == pytest.approx((-0.1, 0.1))
+    clean_map, adversarial_map = axes[0, 3].images[1], axes[0, 4].images[1]  # each over its image
+    assert clean_map.get_array().mean() == 0.25 and adversarial_map.get_array().mean() == 0.75
+    plt.close(figure)
+
+    run = RunRecord(run_id="0123456789abcdef", params={"model": VICTIM, "attack": "fgsm", "eps": "0.1"})
+    images = example_images([Example(attack=run, perturbations=b"png", result=result, heatmaps=maps)])
+    assert list(images) == [
+        "victim v1 fgsm@0.1 (run 01234567): clean, adversarial, perturbation (scale in the figure)",
+        "victim v1 fgsm@0.1 (run 01234567): Grad-CAM of clean and adversarial inputs, beside the images and the "
+        "perturbation",
+    ]
+    grid = Image.open(io.BytesIO(images[list(images)[1]]))
+    assert grid.format == "PNG" and grid.width > grid.height > 300
 
 
 # --- the HTML report and its figures ------------------------------------------------------------------------------

@@ -28,10 +28,11 @@ from mlflow.exceptions import MlflowException
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import predict
 from medadv.jobs.attack import RESULT_FILE
+from medadv.jobs.gradcam import HEATMAP_FILE
 from medadv.models import ModelError
 from medadv.report.files import write_report
 from medadv.report.html import Section
-from medadv.report.records import Example, ModelRecord, RunRecord, UnavailableModel, model_uris, needs
+from medadv.report.records import Example, Heatmaps, ModelRecord, RunRecord, UnavailableModel, model_uris, needs
 from medadv.report.sections import choose_examples, example_images, report_sections
 from medadv.report.tables import compare
 from medadv.tracking.registry import load_model
@@ -217,6 +218,13 @@ class Gatherer:
         logged = {artifact.path for artifact in self.client.list_artifacts(attack.run_id, "figures")}
         shown = [(field, path) for field, path in _EXAMPLE_FIGURES.items() if path in logged][:1]
         figures = {field: self._download(attack.run_id, path).read_bytes() for field, path in shown}
-        if gradcam is not None:
-            figures["gradcam"] = self._download(gradcam.run_id, _GRADCAM_FIGURE).read_bytes()
-        return Example(attack=attack, **figures)
+        if gradcam is None:
+            return Example(attack=attack, **figures)
+        if "ecg_overlays" in figures:  # ECGs: the gradcam run's own figure of both maps
+            return Example(
+                attack=attack, gradcam=self._download(gradcam.run_id, _GRADCAM_FIGURE).read_bytes(), **figures
+            )
+        with np.load(self._download(gradcam.run_id, HEATMAP_FILE), allow_pickle=False) as maps:
+            heatmaps = Heatmaps(ids=maps["ids"], clean=maps["clean_maps"], adversarial=maps["adversarial_maps"])
+        result = AttackResult.load(self._download(attack.run_id, RESULT_FILE))
+        return Example(attack=attack, result=result, heatmaps=heatmaps, **figures)

@@ -1,4 +1,5 @@
-"""The report's own figures: rates against eps with their intervals, and rates matrices as heatmaps."""
+"""The report's own figures: rates against eps with their intervals, rates matrices as heatmaps, and the grid of
+an image attack's examples beside their Grad-CAM maps."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from medadv.attacks.result import AttackResult
+from medadv.explain.figures import HEATMAP_CMAP
+from medadv.report.records import Heatmaps
 
 
 def eps_curves(table: pd.DataFrame, metrics: Sequence[str], line: Sequence[str], x: str = "eps") -> Figure:
@@ -80,3 +86,60 @@ def matrix_heatmap(
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     figure.tight_layout()
     return figure
+
+
+def example_grid(result: AttackResult, heatmaps: Heatmaps, count: int = 3) -> Figure:
+    """Per sample (fooled ones first, `count` at most): clean image, adversarial image, the perturbation amplified
+    so the largest change shown fills the colour range (the factor stated), and the Grad-CAM map over the clean
+    and over the adversarial image: what an attack does to the input and to the explanation, in one figure."""
+    position = {str(sample_id): k for k, sample_id in enumerate(heatmaps.ids)}
+    fooled_first = np.argsort(result.y_adv == result.y_clean, kind="stable")
+    rows = [i for i in fooled_first if str(result.ids[i]) in position][:count]
+    if not rows:
+        raise ValueError("no sample of the attack result has a Grad-CAM map")
+    scale = float(np.abs(result.delta[rows]).max()) or 1.0
+    names = result.class_names
+
+    def named(label: int) -> str:
+        return names[label] if label < len(names) else str(label)
+
+    figure, axes = plt.subplots(len(rows), 5, figsize=(12, 2.6 * len(rows)), squeeze=False)
+    for axis_row, i in zip(axes, rows, strict=True):
+        maps = heatmaps.clean[position[str(result.ids[i])]], heatmaps.adversarial[position[str(result.ids[i])]]
+        panels = (
+            (result.x[i], None, f"{result.ids[i]}: clean, predicted {named(result.y_clean[i])}"),
+            (result.x_adv[i], None, f"adversarial, predicted {named(result.y_adv[i])}"),
+            (result.x[i], maps[0], "Grad-CAM, clean"),
+            (result.x_adv[i], maps[1], "Grad-CAM, adversarial"),
+        )
+        for axis, (image, heatmap, title) in zip(axis_row[[0, 1, 3, 4]], panels, strict=True):
+            _image(axis, image, result.clip_range, heatmap)
+            axis.set_title(title, fontsize=8)
+        _perturbation(axis_row[2], result.delta[i], scale)
+        axis_row[2].set_title(f"perturbation x{0.5 / scale:.3g}", fontsize=8)
+    figure.suptitle(
+        f"perturbation amplified x{0.5 / scale:.3g}: white (grey for colour images) is no change, the colour limits "
+        f"the largest |delta| shown ({scale:.3g})",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    return figure
+
+
+def _image(axis: Axes, image: np.ndarray, clip_range: tuple[float, float], heatmap: np.ndarray | None) -> None:
+    """An image on its data's value range (clean and adversarial alike), grey or RGB, the heatmap blended over."""
+    low, high = clip_range if all(map(math.isfinite, clip_range)) else (float(image.min()), float(image.max()))
+    shown = np.clip((image - low) / ((high - low) or 1.0), 0.0, 1.0)
+    axis.imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray", vmin=0.0, vmax=1.0)
+    if heatmap is not None:
+        axis.imshow(heatmap, cmap=HEATMAP_CMAP, vmin=0.0, vmax=1.0, alpha=0.45)
+    axis.axis("off")
+
+
+def _perturbation(axis: Axes, delta: np.ndarray, scale: float) -> None:
+    """delta on the colour limits +-scale: blue-white-red for one channel, mid-grey for no change in RGB."""
+    if delta.shape[-1] == 1:
+        axis.imshow(delta[..., 0], cmap="seismic", vmin=-scale, vmax=scale)
+    else:
+        axis.imshow(np.clip(0.5 + 0.5 * delta / scale, 0.0, 1.0))
+    axis.axis("off")

@@ -48,13 +48,25 @@ class ModelRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Heatmaps:
+    """A gradcam run's maps of an attack's clean and adversarial inputs, (n, height, width) in [0, 1], by sample id."""
+
+    ids: np.ndarray
+    clean: np.ndarray
+    adversarial: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
 class Example:
-    """An attack shown in the report's examples, with the figures its runs logged (PNG bytes)."""
+    """An attack shown in the report's examples, with the figures its runs logged (PNG bytes) or, for an image
+    attack a gradcam run explained, its result and maps, drawn as one grid."""
 
     attack: RunRecord
     perturbations: bytes | None = None  # clean, adversarial and perturbation of a few samples
     ecg_overlays: bytes | None = None  # clean and adversarial ECGs overlaid
     gradcam: bytes | None = None  # Grad-CAM of the clean and adversarial inputs, where a gradcam run explained it
+    result: AttackResult | None = None  # image attacks with a gradcam run: the grid's images ...
+    heatmaps: Heatmaps | None = None  # ... and its maps
 
 
 class UnavailableModel(LookupError):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
 from medadv.attacks.figures import window_success_figure
-from medadv.report.figures import eps_curves, matrix_heatmap
-from medadv.report.html import Section, shown
+from medadv.report.figures import eps_curves, example_grid, matrix_heatmap
+from medadv.report.html import Section, figure_png, shown
 from medadv.report.records import Example, RunRecord, describe, model_of, number, shard_of, short_model
 from medadv.report.tables import AttackRow, crafted, headline_table
 
@@ -168,7 +169,8 @@ def choose_examples(
 
 
 def example_images(examples: Iterable[Example]) -> dict[str, bytes]:
-    """The examples' figures by caption: the attack's ECG overlays or images, then its Grad-CAM maps."""
+    """The examples' figures by caption: the attack's ECG overlays or images, then its Grad-CAM maps (for images,
+    one grid of clean, adversarial, perturbation and both maps)."""
     images = {}
     for example in examples:
         run = example.attack
@@ -177,6 +179,12 @@ def example_images(examples: Iterable[Example]) -> dict[str, bytes]:
             images[f"{name}: clean and adversarial ECG"] = example.ecg_overlays
         elif example.perturbations is not None:
             images[f"{name}: clean, adversarial, perturbation (scale in the figure)"] = example.perturbations
-        if example.gradcam is not None:
+        if example.result is not None and example.heatmaps is not None:
+            grid = example_grid(example.result, example.heatmaps)
+            images[f"{name}: Grad-CAM of clean and adversarial inputs, beside the images and the perturbation"] = (
+                figure_png(grid)
+            )
+            plt.close(grid)
+        elif example.gradcam is not None:
             images[f"{name}: Grad-CAM of clean and adversarial inputs"] = example.gradcam
     return images
