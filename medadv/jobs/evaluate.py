@@ -2,8 +2,10 @@
 
 Runs are found by their `medadv.step` tag (and an optional MLflow filter) and read into the report's
 plain records (`medadv.report.records`), with the artifacts the report needs downloaded: a shard's
-`attack_result.npz`, an unsharded run's success matrix and transfer table, the example figures. The
-tables, sections and HTML are built by `medadv.report` without MLflow; this job only gathers and logs.
+`attack_result.npz`, an unsharded run's success matrix and transfer table, the examples' figures (for
+an image attack a gradcam run explained, its result and maps). The tables, sections and HTML are built
+by `medadv.report` without MLflow; this job only gathers (loading transfer targets to replay merged
+shards on) and logs.
 Everything is logged in a run of its own (step `evaluate`): `report.html` with its figures embedded,
 the figures as PNG and SVG under `figures/`, and each table as CSV, Parquet and LaTeX under `tables/`.
 """
@@ -54,8 +56,8 @@ _ARTIFACTS: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "success": (SUCCESS_FILE, _table),
     "transfer": (TRANSFER_FILE, _table),
 }
-# The figures the examples show, as the attack and gradcam runs log them (`Example` fields).
-_EXAMPLE_FIGURES = {"ecg_overlays": "figures/ecg_overlays.png", "perturbations": "figures/perturbations.png"}
+# The figures the examples show, as the attack and gradcam runs log them.
+_ECG_FIGURE, _PERTURBATION_FIGURE = "figures/ecg_overlays.png", "figures/perturbations.png"
 _GRADCAM_FIGURE = "figures/overlays.png"
 
 
@@ -214,17 +216,18 @@ class Gatherer:
         return ModelRecord(uri=uri)
 
     def _example(self, attack: RunRecord, gradcam: RunRecord | None) -> Example:
-        """The figures an example shows, downloaded: the attack's (ECG overlays, else images), its Grad-CAM maps."""
+        """The figures an example shows, downloaded: the attack's (ECG overlays, else images) and its Grad-CAM maps
+        (for images the maps themselves and the attack's result, which the report draws as one grid)."""
         logged = {artifact.path for artifact in self.client.list_artifacts(attack.run_id, "figures")}
-        shown = [(field, path) for field, path in _EXAMPLE_FIGURES.items() if path in logged][:1]
-        figures = {field: self._download(attack.run_id, path).read_bytes() for field, path in shown}
+        if _ECG_FIGURE in logged:
+            overlays = self._download(attack.run_id, _ECG_FIGURE).read_bytes()
+            explained = None if gradcam is None else self._download(gradcam.run_id, _GRADCAM_FIGURE).read_bytes()
+            return Example(attack=attack, ecg_overlays=overlays, gradcam=explained)
+        logged_images = _PERTURBATION_FIGURE in logged
+        images = self._download(attack.run_id, _PERTURBATION_FIGURE).read_bytes() if logged_images else None
         if gradcam is None:
-            return Example(attack=attack, **figures)
-        if "ecg_overlays" in figures:  # ECGs: the gradcam run's own figure of both maps
-            return Example(
-                attack=attack, gradcam=self._download(gradcam.run_id, _GRADCAM_FIGURE).read_bytes(), **figures
-            )
+            return Example(attack=attack, perturbations=images)
         with np.load(self._download(gradcam.run_id, HEATMAP_FILE), allow_pickle=False) as maps:
             heatmaps = Heatmaps(ids=maps["ids"], clean=maps["clean_maps"], adversarial=maps["adversarial_maps"])
         result = AttackResult.load(self._download(attack.run_id, RESULT_FILE))
-        return Example(attack=attack, result=result, heatmaps=heatmaps, **figures)
+        return Example(attack=attack, perturbations=images, result=result, heatmaps=heatmaps)
