@@ -70,10 +70,10 @@ MUTATIONS = [
     ),
     Mutation(
         "older_shard_wins",
-        "medadv/jobs/evaluate.py",
-        "for run in sorted(runs, key=lambda r: r.info.start_time):",
-        "for run in sorted(runs, key=lambda r: -r.info.start_time):",
-        ("tests/test_evaluate_job.py", "-k", "missing_metrics"),
+        "medadv/report/records.py",
+        "for run in sorted(runs, key=lambda r: r.start_time):",
+        "for run in sorted(runs, key=lambda r: -r.start_time):",
+        ("tests/test_report.py", "-k", "shard"),
     ),
     Mutation(
         "universal_without_restandardisation",

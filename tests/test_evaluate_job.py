@@ -16,16 +16,10 @@ import pytest
 from medadv.attacks.result import AttackResult
 from medadv.defenses.ecg_filters import defense_verdict
 from medadv.jobs.attack import AttackSettings, attack
-from medadv.jobs.evaluate import (
-    ATTACK_METRICS,
-    DEFENSE_METRICS,
-    PLAUSIBILITY_METRICS,
-    EvaluateError,
-    EvaluateSettings,
-    evaluate,
-)
+from medadv.jobs.evaluate import EvaluateError, EvaluateSettings, evaluate
 from medadv.jobs.gradcam import GradcamSettings, gradcam
 from medadv.metrics import wilson_interval
+from medadv.report.tables import ATTACK_METRICS, DEFENSE_METRICS, PLAUSIBILITY_METRICS
 
 EXPERIMENT = "evaluate-tests"  # its own experiment: the report covers exactly the runs made here
 TABLES = (

@@ -15,10 +15,10 @@ from medadv.attacks.figures import perturbation_figure
 from medadv.attacks.native import FGSMConfig, PGDConfig
 from medadv.attacks.result import AttackResult
 from medadv.data.base import Dataset
-from medadv.jobs.evaluate import transfer_matrix, transfer_robustness_matrix
 from medadv.jobs.robust import _robustness
 from medadv.metrics.classification import classification_scores
 from medadv.metrics.transfer import transfer_metrics
+from medadv.report.tables import transfer_matrix, transfer_robustness_matrix
 
 # --- classification_scores -------------------------------------------------------------------------------------
 

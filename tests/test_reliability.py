@@ -29,8 +29,8 @@ from mlflow_server import REPO, free_port, mlflow_server, run_step, step_env
 from medadv.attacks.result import AttackResult
 from medadv.data import cinc2017
 from medadv.jobs.attack import RESULT_FILE, TABLE_FILE, AttackSettings, attack
-from medadv.jobs.evaluate import ATTACK_METRICS
 from medadv.models import build_model
+from medadv.report.tables import ATTACK_METRICS
 from medadv.tracking.registry import load_model
 
 pytestmark = pytest.mark.slow

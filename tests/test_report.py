@@ -1,4 +1,5 @@
-"""The HTML report builder and its figures: escaped tables, embedded PNGs, and a real browser rendering it."""
+"""The report package without a tracking server: tables from hand-made run records checked against hand-computed
+values, the HTML builder and its figures (escaped tables, embedded PNGs), and a real browser rendering it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,22 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medadv.report import Section, eps_curves, matrix_heatmap, render_report, short_model, table_html
+from medadv.attacks.result import AttackResult
+from medadv.report.figures import eps_curves, example_grid, matrix_heatmap
+from medadv.report.html import Section, render_report, table_html
+from medadv.report.records import (
+    Example,
+    Heatmaps,
+    ModelRecord,
+    RunRecord,
+    UnavailableModel,
+    model_label,
+    needs,
+    newest_shards,
+    short_model,
+)
+from medadv.report.sections import example_images
+from medadv.report.tables import compare, headline_table
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EMBEDDED = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
@@ -36,6 +52,221 @@ def attacks() -> pd.DataFrame:
             "robust_accuracy_high": [0.3, 1.0, 0.7, 0.9, 0.6, 0.2, 0.5],
         }
     )
+
+
+# --- tables from hand-made records ------------------------------------------------------------------------------
+
+VICTIM, ROBUST, OTHER = "models:/victim/1", "models:/robust/2", "models:/other/3"
+
+
+def _images(ids: list[str], *, fooled: bool) -> AttackResult:
+    """Two 12x12 grey images of classes 0 and 1, each pixel moved by +0.1; both misclassified after, or neither."""
+    x = np.full((len(ids), 12, 12, 1), 0.5, dtype=np.float32)
+    y_true = np.arange(len(ids)) % 2
+    return AttackResult(
+        x=x, x_adv=x + np.float32(0.1), ids=np.array(ids), y_true=y_true, y_clean=y_true,
+        y_adv=1 - y_true if fooled else y_true, y_target=np.full(len(ids), -1), p_clean=np.ones(len(ids)),
+        p_adv=np.ones(len(ids)), seconds=np.ones(len(ids)), class_names=("normal", "pneumonia"), clip_range=(0.0, 1.0),
+    )  # fmt: skip
+
+
+def _shard(run_id: str, shard: str, start_time: int, result: AttackResult | None, **params: str) -> RunRecord:
+    common = {"model": VICTIM, "attack": "fgsm", "eps": "0.1", "parent_run_id": "sweep"}
+    return RunRecord(
+        run_id=run_id, start_time=start_time, params=common | params | {"shard": shard}, result=result,
+        lacking=() if result is not None else ("attack_result.npz",),
+    )  # fmt: skip
+
+
+def _single(run_id: str, model: str, label_eps: str, robust: float, n: int = 10, **fields: object) -> RunRecord:
+    metrics = {"robust_accuracy": robust, "fooling_rate": 1 - robust, "num_samples": float(n)}
+    return RunRecord(run_id=run_id, params={"model": model, "attack": "fgsm", "eps": label_eps}, metrics=metrics,
+                     **fields)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _no_replay(uri: str, x: np.ndarray) -> np.ndarray:
+    raise UnavailableModel(f"{uri} is not replayed here")
+
+
+def test_of_two_runs_of_one_shard_the_newer_counts_and_the_older_is_listed_as_superseded() -> None:
+    older = _shard("old", "0/2", 100, _images(["a", "b"], fooled=False))
+    newer = _shard("new", "0/2", 200, _images(["a", "b"], fooled=True))
+    sibling = _shard("sib", "1/2", 150, _images(["c", "d"], fooled=False))
+    newest, superseded = newest_shards([newer, sibling, older])
+    assert newest == {0: newer, 1: sibling} and superseded == [(older, newer)]
+
+    tables, _ = compare({"attack": [newer, sibling, older]}, {}, _no_replay)
+    row = tables["attacks"].loc["sweep"]  # merged shards are indexed by their parent run
+    assert (row["shards"], row["missing_shards"], row["duplicate_ids"], row["num_samples"]) == ("2/2", "", 0, 4)
+    # the newer shard 0/2 fooled both its samples, shard 1/2 neither: 2 of 4 still right
+    assert row["robust_accuracy"] == row["fooling_rate"] == 0.5
+    # every one of the 144 pixels moved by 0.1: L2 = sqrt(144 x 0.01) = 1.2; on the clip range [0, 1] the MSE of
+    # 0.01 gives PSNR = 10 log10(1 / 0.01) = 20 dB, read from the results' own clip range (no data set loaded)
+    assert row["l2_mean"] == pytest.approx(1.2, rel=1e-5) and row["linf_max"] == pytest.approx(0.1, rel=1e-5)
+    assert row["psnr_mean"] == pytest.approx(20.0, rel=1e-4)
+    skipped = tables["skipped"].set_index("run_id")
+    assert list(skipped.index) == ["old"] and skipped.loc["old", "reason"] == "superseded by run new of the same shard"
+
+
+def test_a_shard_without_its_result_is_listed_and_ids_seen_twice_count_once() -> None:
+    twice = [_shard(f"s{i}", f"{i}/3", i, _images(["a", "b"], fooled=i == 0)) for i in range(2)]
+    lost = _shard("s2", "2/3", 2, None)
+    tables, _ = compare({"attack": [*twice, lost]}, {}, _no_replay)
+    row = tables["attacks"].loc["sweep"]
+    # shards 0 and 1 both hold a and b: the first (fooled) copies count, the second two are dropped
+    assert (row["shards"], row["missing_shards"], row["duplicate_ids"], row["num_samples"]) == ("2/3", "2", 2, 2)
+    assert row["robust_accuracy"] == 0.0
+    missing = tables["missing"]
+    assert missing[missing["kind"] == "artifact"].to_dict("records") == [
+        {"run_id": "s2", "step": "attack", "kind": "artifact", "name": "attack_result.npz"}
+    ]
+    assert needs(lost) == ("result",) and needs(_single("u", VICTIM, "0.1", 0.5)) == ()
+
+
+def test_merged_shards_are_replayed_on_their_transfer_targets() -> None:
+    shards = [
+        _shard("s0", "0/2", 0, _images(["a", "b"], fooled=True), transfer_to_versions=f"{OTHER} {ROBUST}"),
+        _shard("s1", "1/2", 1, _images(["c", "d"], fooled=False), transfer_to_versions=f"{OTHER} {ROBUST}"),
+    ]
+
+    def replay(uri: str, x: np.ndarray) -> np.ndarray:  # OTHER says class 1 to everything; ROBUST does not load
+        if uri == ROBUST:
+            raise UnavailableModel("no such version")
+        return np.tile([0.2, 0.8], (len(x), 1))
+
+    tables, _ = compare({"attack": shards}, {}, replay)
+    transfer = tables["transfer"].set_index("target_model")
+    # a (class 0) and b (class 1) fooled the victim; OTHER's class 1 is wrong for a, right for b: 1 of 2 transfer.
+    # On all four (classes 0, 1, 0, 1) OTHER is right for b and d: accuracy 0.5 on clean and adversarial inputs.
+    assert list(transfer.index) == [OTHER]
+    assert transfer.loc[OTHER, "transfer_success_rate"] == 0.5 and transfer.loc[OTHER, "adversarial_accuracy"] == 0.5
+    assert transfer.loc[OTHER, "n"] == 4
+    missing = tables["missing"]
+    assert list(missing.loc[missing["kind"] == "transfer target", "name"]) == [f"{ROBUST}: no such version"]
+
+
+def _transfer(rates: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """A logged transfer.csv: per target model, transfer success rate and adversarial accuracy."""
+    rows = {uri: {"transfer_success_rate": t, "adversarial_accuracy": a} for uri, (t, a) in rates.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model")
+
+
+def _models() -> dict[str, ModelRecord]:
+    def trained(run_id: str, accuracy: float, auc: float) -> RunRecord:
+        return RunRecord(run_id=run_id, step="train", metrics={"test_accuracy": accuracy, "test_auc": auc})
+
+    return {
+        VICTIM: ModelRecord(uri=VICTIM, version="victim/1", train_run=trained("t1", 0.9, 0.95)),
+        ROBUST: ModelRecord(uri=ROBUST, version="robust/2", train_run=trained("t2", 0.8, 0.85)),
+        OTHER: ModelRecord(uri=OTHER),  # a model whose training run is unknown
+    }
+
+
+def test_transfer_and_robustness_matrices_from_logged_tables() -> None:
+    runs = [
+        _single("r1", VICTIM, "0.1", 0.2, transfer=_transfer({ROBUST: (0.5, 0.6), OTHER: (0.9, 0.1)})),
+        _single("r2", VICTIM, "0.1", 0.4, n=30, transfer=_transfer({ROBUST: (0.3, 0.8)})),
+        _single("r3", VICTIM, "0.3", 0.0),
+        _single("r4", ROBUST, "0.1", 0.7),
+    ]
+    tables, _ = compare({"attack": runs}, _models(), _no_replay)
+
+    robustness = tables["robustness"]  # models x attack@eps, mean over the runs sharing a cell
+    assert list(robustness.columns) == ["clean_test_accuracy", "fgsm@0.1", "fgsm@0.3"]
+    # victim under fgsm@0.1: r1 and r2, (0.2 + 0.4) / 2 = 0.3; the robust model was not attacked at 0.3
+    np.testing.assert_allclose(robustness.loc[[ROBUST, VICTIM]].to_numpy(), [[0.8, 0.7, np.nan], [0.9, 0.3, 0.0]])
+
+    matrix = tables["transfer_matrix"]  # (source, attack) x target, mean transfer success; the source's AUC last
+    assert list(matrix.index) == [(VICTIM, "fgsm@0.1")]
+    # ROBUST: (0.5 + 0.3) / 2 = 0.4; OTHER: r1 alone, 0.9
+    assert matrix.loc[(VICTIM, "fgsm@0.1")].to_dict() == pytest.approx({OTHER: 0.9, ROBUST: 0.4,
+                                                                        "source_clean_auc": 0.95})  # fmt: skip
+    transferred = tables["robustness_transfer"]  # target x crafted, mean adversarial accuracy: (0.6 + 0.8) / 2
+    assert transferred.loc[ROBUST, f"fgsm@0.1 on {VICTIM}"] == pytest.approx(0.7)
+    assert list(tables["transfer"]["n"]) == [10, 10, 30]  # each row with its attack's sample count
+
+    models = tables["models"]
+    assert list(models.index) == [OTHER, ROBUST, VICTIM] and models.loc[VICTIM, "test_auc"] == 0.95
+    assert list(tables["missing"]["name"].loc[tables["missing"]["kind"] == "train run"]) == [OTHER]
+
+
+def test_headline_table_shows_rates_with_their_wilson_intervals() -> None:
+    runs = [
+        RunRecord(
+            run_id="0123456789abcdef",
+            params={"model": "models:/victim@candidate", "model_version_uri": VICTIM, "attack": "pgd", "eps": "0.05"},
+            metrics={"robust_accuracy": 0.3, "fooling_rate": 0.7, "num_samples": 10.0, "l2_mean": 1.5},
+        ),
+        RunRecord(run_id="fedcba9876543210", params={"model": ROBUST, "attack": "deepfool"}, metrics={}),
+    ]
+    attacks = compare({"attack": runs}, _models(), _no_replay)[0]["attacks"]
+    # Wilson, z = 1.96, n = 10: 3 right is centre (0.3 + z^2 / 20) / (1 + z^2 / 10) = 0.4921 / 1.3841 = 0.3555,
+    # half width z sqrt(0.3 x 0.7 / 10 + z^2 / 400) / 1.3841 = 0.2477: [0.1078, 0.6032]; 7 fooled: [0.3968, 0.8922]
+    assert tuple(attacks.loc["0123456789abcdef", ["robust_accuracy_low", "robust_accuracy_high"]]) == pytest.approx(
+        (0.1078, 0.6032), abs=1e-4
+    )
+    assert attacks.loc["0123456789abcdef", "model_label"] == "victim v1 (@candidate at the time)"
+    table = headline_table(attacks)
+    # key figures first, the short run id last; no target column, as no attack was targeted
+    assert list(table.columns) == [
+        "model", "attack", "eps", "n", "fooling rate [95% CI]", "robust accuracy [95% CI]", "L2 mean", "Linf max",
+        "run",
+    ]  # fmt: skip
+    first, second = table.to_dict("records")  # sorted by model: robust v2 before victim v1
+    # a run without metrics shows a dash, not "nan"
+    assert (first["model"], first["attack"], first["fooling rate [95% CI]"], first["run"]) == (
+        "robust v2", "deepfool", "-", "fedcba98"
+    )  # fmt: skip
+    assert (second["model"], second["eps"], second["n"], second["L2 mean"]) == ("victim v1", 0.05, 10, 1.5)
+    assert second["fooling rate [95% CI]"] == "0.70 [0.40, 0.89]"
+    assert second["robust accuracy [95% CI]"] == "0.30 [0.11, 0.60]"
+    assert model_label("models:/victim/1", VICTIM) == "victim v1"
+    assert model_label("x", "runs:/ab/model") == "runs:/ab/model"
+
+
+def test_results_carry_class_names_and_clip_range_through_save_and_join(tmp_path: Path) -> None:
+    result = _images(["a", "b"], fooled=True)
+    loaded = AttackResult.load(result.save(tmp_path / "result.npz"))
+    assert (loaded.class_names, loaded.clip_range) == (("normal", "pneumonia"), (0.0, 1.0))
+    joined = AttackResult.concatenate([loaded, result.take(np.array([1]))])
+    assert list(joined.ids) == ["a", "b", "b"] and joined.class_names == ("normal", "pneumonia")
+    with pytest.raises(ValueError, match="different class names"):
+        AttackResult.concatenate([result, AttackResult(**{**result.__dict__, "class_names": ("a", "b")})])
+    # a result saved before results carried them loads with "unknown" (no names, no finite range)
+    arrays = {name: value for name, value in np.load(tmp_path / "result.npz").items() if name not in
+              ("class_names", "clip_range")}  # fmt: skip
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = AttackResult.load(tmp_path / "old.npz")
+    assert old.class_names == () and old.clip_range == (-np.inf, np.inf) and list(old.ids) == ["a", "b"]
+
+
+def test_an_image_attack_explained_by_gradcam_is_one_grid_of_images_perturbation_and_maps() -> None:
+    result = _images(["a", "b", "c"], fooled=False)
+    result = AttackResult(**{**result.__dict__, "y_adv": np.array([0, 0, 1])})  # only b (class 1) is fooled
+    maps = Heatmaps(ids=np.array(["c", "b"]), clean=np.full((2, 12, 12), 0.25), adversarial=np.full((2, 12, 12), 0.75))
+    figure = example_grid(result, maps)
+    # b first (fooled), then c; a has no map and is left out
+    axes = np.array(figure.axes).reshape(2, 5)
+    assert [axis.get_title() for axis in axes[:, 0]] == ["b: clean, predicted pneumonia", "c: clean, predicted normal"]
+    assert axes[0, 1].get_title() == "adversarial, predicted normal"
+    # every pixel moved by 0.1: the colour limits +-0.1, and 0.5 / 0.1 = x5 the stated amplification
+    assert axes[0, 2].get_title() == "perturbation x5" and axes[0, 2].images[0].get_clim() == pytest.approx((-0.1, 0.1))
+    clean_map, adversarial_map = axes[0, 3].images[1], axes[0, 4].images[1]  # each over its image
+    assert clean_map.get_array().mean() == 0.25 and adversarial_map.get_array().mean() == 0.75
+    plt.close(figure)
+
+    run = RunRecord(run_id="0123456789abcdef", params={"model": VICTIM, "attack": "fgsm", "eps": "0.1"})
+    images = example_images([Example(attack=run, perturbations=b"png", result=result, heatmaps=maps)])
+    assert list(images) == [
+        "victim v1 fgsm@0.1 (run 01234567): clean, adversarial, perturbation (scale in the figure)",
+        "victim v1 fgsm@0.1 (run 01234567): Grad-CAM of clean and adversarial inputs, beside the images and the "
+        "perturbation",
+    ]
+    grid = Image.open(io.BytesIO(images[list(images)[1]]))
+    assert grid.format == "PNG" and grid.width > grid.height > 300
+
+
+# --- the HTML report and its figures ------------------------------------------------------------------------------
 
 
 def _report(attacks: pd.DataFrame) -> str:

@@ -211,6 +211,8 @@ def attack_batches(
                     p_clean=probs_clean.max(axis=1),
                     p_adv=probs_adv.max(axis=1),
                     seconds=np.full(len(x), seconds),
+                    class_names=data.class_names,
+                    clip_range=data.clip_range,
                 ),
             )
             bar.update(len(x))

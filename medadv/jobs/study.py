@@ -24,7 +24,7 @@ from medadv.jobs.attack import AttackSettings, attack
 from medadv.jobs.gradcam import GradcamSettings, gradcam
 from medadv.jobs.main import reusing_step
 from medadv.jobs.train import TrainSettings, train
-from medadv.report import Section, render_report
+from medadv.report.html import Section, render_report
 from medadv.studies import (
     DataNeed,
     DeepCustomProtocol,

@@ -146,16 +146,6 @@ def pin_model(uri: str) -> PinnedModel:
     return PinnedModel(uri, f"models:/{name}/{version}", name, version, alias or "", found.run_id or "")
 
 
-def model_label(given: str, pinned: str) -> str:
-    """`NAME v3 (@candidate at the time)` for a pinned alias, `NAME v3` for a version, else the URI."""
-    version = _REGISTERED.fullmatch(pinned)
-    if not version or not version[3]:
-        return pinned
-    alias = _REGISTERED.fullmatch(given)
-    at_the_time = f" (@{alias[2]} at the time)" if alias and alias[2] else ""
-    return f"{version[1]} v{version[3]}{at_the_time}"
-
-
 def load_model(uri: str) -> keras.Model:
     """Load a victim from the registry, a run, or a local path, with Keras' safe_mode (no code from the file).
 
