@@ -77,7 +77,7 @@ MUTATIONS = [
     ),
     Mutation(
         "universal_without_restandardisation",
-        "medadv/attacks/ecgadv.py",
+        "medadv/attacks/ecgadv/universal.py",
         "probs = model(zscore(shifted[:, :, None] + record[None]), training=False)",
         "probs = model(shifted[:, :, None] + record[None], training=False)",
         ("tests/test_ecgadv.py", "-k", "universal_evaluation"),

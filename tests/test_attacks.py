@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import keras
 import numpy as np
 import pytest
 
-from medadv.attacks import ATTACKS, AttackError, _coerce, make_attack, parse_config
+from medadv.attacks import ATTACKS, AttackError, _coerce, make_attack, parse_config, register
 from medadv.attacks.native import LpConfig, PGDConfig
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import (
@@ -261,6 +262,27 @@ def test_bad_engine_and_victim_fail_before_compute(tiny_image_model, tiny_ecg_da
     attack = make_attack("fgsm", tiny_image_model, parse_config("fgsm", {}), (0.0, 1.0), 8)
     with pytest.raises(ModelError, match="takes inputs of shape"):
         next(attack_batches(attack, tiny_image_model, tiny_ecg_data, np.full(len(tiny_ecg_data), -1), batch_size=8))
+
+
+def test_families_declare_their_label_needs_and_settings_checks() -> None:
+    """What the attack job reads from a family instead of branching on its name."""
+    configs = {
+        "pgd": {"eps": "0.05"}, "deepfool": {}, "ecgadv_type1": {"metric": "smooth"}, "ecgadv_type2": {"window": "300"},
+    }  # fmt: skip
+    labels = {name: ATTACKS[name].describe(parse_config(name, params)) for name, params in configs.items()}
+    assert labels == {
+        "pgd": "pgd eps=0.05", "deepfool": "deepfool", "ecgadv_type1": "ecgadv_type1 smooth",
+        "ecgadv_type2": "ecgadv_type2 w=300",
+    }  # fmt: skip
+    # DGN is handed the victim's generator set, which says nothing about a transfer target: no white-box baseline
+    assert ATTACKS["dgn"].needs == ("generators",) and not ATTACKS["dgn"].white_box_transfer
+    assert all(spec.white_box_transfer and not spec.needs for name, spec in ATTACKS.items() if name != "dgn")
+    odd = SimpleNamespace(universal_records="some")
+    ATTACKS["pgd"].check(odd)  # reads no entry-point setting
+    with pytest.raises(AttackError, match="universal_records 'some' is not one of correct, all"):
+        ATTACKS["ecgadv_type2"].check(odd)
+    with pytest.raises(AttackError, match="'pgd' is already registered"):
+        register("pgd", PGDConfig, {})
 
 
 def test_parse_config_coerces_strings() -> None:

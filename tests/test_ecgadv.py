@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
-from medadv.attacks.base import AttackError
+from medadv.attacks import ATTACKS
+from medadv.attacks.base import AttackError, AttackRun
+from medadv.attacks.carlini import binary_search_update, cw_margin, targeted_success
 from medadv.attacks.ecgadv import (
     METRICS,
     ECGadvTypeI,
     ECGadvTypeIConfig,
     ECGadvTypeII,
     ECGadvTypeIIConfig,
-    binary_search_update,
-    cw_margin,
     evaluation_distances,
     power_in_range,
     record_lengths,
     selection_masks,
     smoothness,
-    targeted_success,
     type1_distance,
     universal_control,
     universal_evaluation,
     universal_records,
     zscore,
 )
-from medadv.attacks.ecgadv_filters import (
+from medadv.attacks.ecgadv.filters import (
     DEFAULT_STOP_BANDS_HZ,
     STUDY_FFT_LENGTH,
     Bands,
@@ -41,6 +41,7 @@ from medadv.attacks.ecgadv_filters import (
     offset_range,
     parse_bands,
 )
+from medadv.attacks.result import AttackResult
 from medadv.data import load_dataset
 from medadv.data.base import Dataset
 
@@ -281,6 +282,19 @@ def test_universal_records_keep_long_records_of_the_source_class() -> None:
         x, np.array([1, 1, 0, 1]), np.array([9000, 8999, 9000, 9500]), source=1, y_pred=np.array([1, 1, 0, 2])
     )
     np.testing.assert_array_equal(chosen.ravel(), [0])
+
+
+def test_type2_extras_without_a_window_found_are_an_empty_table_and_a_note(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]
+    x, y = tiny_ecg_data.x[:2], tiny_ecg_data.y[:2]
+    unchanged = AttackResult(
+        x, x.copy(), tiny_ecg_data.ids[:2], y, y, y, (y + 1) % 4, np.ones(2), np.ones(2), np.ones(2)
+    )  # fmt: skip
+    settings = SimpleNamespace(universal_positions=2, universal_min_length=0, universal_records="all", seed=0)
+    run = AttackRun(unchanged, tiny_ecg_model, tiny_ecg_data, ECGadvTypeIIConfig(window=100), settings)
+    extras = ATTACKS["ecgadv_type2"].extras(run)
+    assert list(extras.tables) == ["universal.csv"] and extras.tables["universal.csv"].empty
+    assert extras.notes == ("no Type II window found had source records to evaluate; universal.csv is empty",)
+    assert not extras.metrics and not extras.figures
 
 
 # --- validation --------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ acceptance figures on the real CinC 2017 records (`pytest -m study`: minutes to 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -15,11 +14,11 @@ import pytest
 from conftest import EXPERIMENT, REAL_CINC, REAL_CINC_OPTIONS, train_real_cinc
 
 from medadv.attacks import AttackError
-from medadv.attacks.ecgadv import ECGadvTypeIIConfig
+from medadv.attacks.ecgadv import ECGadvTypeIIConfig, universal_table
 from medadv.attacks.figures import window_success_figure
 from medadv.attacks.result import AttackResult
 from medadv.data import load_dataset
-from medadv.jobs.attack import AttackSettings, attack, universal_table
+from medadv.jobs.attack import AttackSettings, attack
 from medadv.tracking.registry import load_model
 
 CLASSES = ("A", "N", "O", "~")
@@ -69,9 +68,10 @@ def test_type2_run_logs_a_universal_table_that_agrees_with_its_metrics_and_resul
     constant = keras.Sequential([keras.Input((600, 1)), keras.layers.Flatten(), keras.layers.Dense(4, "softmax")])
     constant.layers[-1].set_weights([np.zeros((600, 4)), np.array([9.0, 0.0, 0.0, 0.0])])
     config = ECGadvTypeIIConfig(window=300)
-    for records, pairs_left in (("correct", 0), ("all", len(table))):
-        changed = replace(settings, universal_records=records, universal_positions=1)
-        assert len(universal_table(result, constant, data, config, changed)) == pairs_left
+    for correct_only, pairs_left in ((True, 0), (False, len(table))):
+        assert (
+            len(universal_table(result, constant, data, config, positions=1, correct_only=correct_only)) == pairs_left
+        )
 
 
 def test_bad_universal_settings_fail_before_any_run(victims: dict[str, str], tracking_server: str) -> None:

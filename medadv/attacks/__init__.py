@@ -1,23 +1,26 @@
-"""Attacks by name: a typed settings dataclass and one or two engines for each.
+"""Attacks by name: a typed settings dataclass and one or two engines for each, and what each family declares.
 
 `ATTACKS[name]` is an `AttackSpec`: its config class and its engines, "art" (ART's
 implementation, through `medadv.attacks.art_attacks`) and, for every gradient attack, "native"
 (medadv's batched `tf.function` loops: `native` for FGSM/BIM/PGD, `apgd` for APGD and AutoAttack,
-`carlini` for C&W, `deepfool`), which is the default where it exists.
-Other modules add their attacks with `register` (ECGadv's and the CAE generators' attacks).
+`carlini` for C&W, `deepfool`), which is the default where it exists. Beside them a family declares
+how a run of it is described, what it evaluates after the attack (ECGadv Type II's universal
+evaluation), what the attack job must hand it (DGN: a generator set) and whether a white-box baseline
+on transfer targets makes sense, so the attack job runs every family alike. `register` adds one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
 from medadv.attacks import apgd, art_attacks, autoattack, carlini, deepfool, dgn, ecgadv, native
-from medadv.attacks.base import Attack, AttackConfig, AttackError
+from medadv.attacks.base import Attack, AttackConfig, AttackError, AttackRun, Extras
 from medadv.models import check_victim
 
 __all__ = [
@@ -25,33 +28,70 @@ __all__ = [
     "Attack",
     "AttackConfig",
     "AttackError",
+    "AttackRun",
     "AttackSpec",
+    "Extras",
+    "budget_label",
     "make_attack",
     "parse_config",
     "register",
 ]
 
 
+def budget_label(name: str, config: AttackConfig) -> str:
+    """`pgd eps=0.05`: the attack and its budget, where it has one (DeepFool and C&W L2 have none)."""
+    eps = getattr(config, "eps", None)
+    return f"{name} eps={eps:g}" if isinstance(eps, float) else name
+
+
+def no_check(settings: Any) -> None:
+    """A family that reads none of the attack entry point's settings beyond its own config."""
+
+
+def no_extras(run: AttackRun[Any]) -> Extras:
+    """A family with nothing to evaluate after the attack."""
+    return Extras()
+
+
 @dataclass(frozen=True)
 class AttackSpec:
-    """One registered attack: its settings class and its implementations by engine name (default first)."""
+    """One registered attack family: its settings class, its implementations by engine name (default first),
+    and what it declares so the attack job needs no branch on it.
 
+    `label(name, config)` describes a run (run names, reports); `check(settings)` refuses, before any compute,
+    the entry point's settings the family reads (ECGadv Type II: universal_*); `extras(run)` is its evaluation
+    after the attack; `needs` names the constructor options the job must supply ("generators": a generator
+    set); `white_box_transfer` False skips crafting the same attack on each transfer target (DGN: the
+    generators were trained for the victim).
+    """
+
+    name: str
     config: type[AttackConfig]
     engines: dict[str, type[Attack]]
+    label: Callable[[str, Any], str] = budget_label
+    check: Callable[[Any], None] = no_check
+    extras: Callable[[AttackRun[Any]], Extras] = no_extras
+    needs: tuple[str, ...] = ()
+    white_box_transfer: bool = True
 
     @property
     def default_engine(self) -> str:
         return next(iter(self.engines))
 
+    def describe(self, config: AttackConfig) -> str:
+        """The run's label, e.g. `pgd eps=0.05` or `ecgadv_type2 w=9000`."""
+        return self.label(self.name, config)
+
 
 ATTACKS: dict[str, AttackSpec] = {}
 
 
-def register(name: str, config: type[AttackConfig], engines: dict[str, type[Attack]]) -> None:
-    """Add an attack under `name`; the first engine listed is its default."""
+def register(name: str, config: type[AttackConfig], engines: dict[str, type[Attack]], **declared: Any) -> None:
+    """Add an attack family under `name`; the first engine listed is its default. `declared`: any other
+    `AttackSpec` field (label, check, extras, needs, white_box_transfer)."""
     if name in ATTACKS:
         raise AttackError(f"attack {name!r} is already registered")
-    ATTACKS[name] = AttackSpec(config, engines)
+    ATTACKS[name] = AttackSpec(name, config, engines, **declared)
 
 
 register("fgsm", native.FGSMConfig, {"native": native.FGSM, "art": art_attacks.ArtFGSM})
@@ -67,9 +107,12 @@ register(
 register("square", art_attacks.SquareConfig, {"art": art_attacks.ArtSquare})
 register("hopskipjump", art_attacks.HopSkipJumpConfig, {"art": art_attacks.ArtHopSkipJump})
 register("universal", art_attacks.UniversalConfig, {"art": art_attacks.ArtUniversal})
-register("ecgadv_type1", ecgadv.ECGadvTypeIConfig, {"native": ecgadv.ECGadvTypeI})
-register("ecgadv_type2", ecgadv.ECGadvTypeIIConfig, {"native": ecgadv.ECGadvTypeII})
-register("dgn", dgn.DGNConfig, {"native": dgn.DGNAttack})
+register("ecgadv_type1", ecgadv.ECGadvTypeIConfig, {"native": ecgadv.ECGadvTypeI}, label=ecgadv.type1_label)
+register(
+    "ecgadv_type2", ecgadv.ECGadvTypeIIConfig, {"native": ecgadv.ECGadvTypeII},
+    label=ecgadv.type2_label, check=ecgadv.check_universal_settings, extras=ecgadv.universal_extras,
+)  # fmt: skip
+register("dgn", dgn.DGNConfig, {"native": dgn.DGNAttack}, needs=("generators",), white_box_transfer=False)
 
 
 def _spec(name: str) -> AttackSpec:

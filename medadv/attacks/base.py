@@ -1,18 +1,28 @@
 """What every attack is: typed settings, and a batch of inputs in, a batch of adversarial inputs out.
 
 Batching, timing, predictions, resumption and logging live in one place outside the attacks
-(`medadv.attacks.runner` and `medadv.tracking`), so an attack only implements `generate`.
+(`medadv.attacks.runner` and `medadv.tracking`), so an attack only implements `generate`. A family
+that evaluates more after the attack (ECGadv Type II's universal evaluation) reads an `AttackRun`
+and returns `Extras`, plain data the attack job logs without knowing the family.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import keras
 import numpy as np
 
 from medadv.errors import MedadvError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from medadv.attacks.result import AttackResult
+    from medadv.data.base import Dataset
 
 
 class AttackError(MedadvError):
@@ -63,3 +73,28 @@ class Attack(abc.ABC):
     @abc.abstractmethod
     def generate(self, x: np.ndarray, y: np.ndarray, target: np.ndarray | None) -> np.ndarray:
         """Adversarial versions of `x` (same shape, float32); `target` holds one target class per sample."""
+
+
+ConfigT = TypeVar("ConfigT", bound=AttackConfig)
+
+
+@dataclass(frozen=True)
+class AttackRun(Generic[ConfigT]):
+    """What a family's extra evaluation may read once the attack has run: plain data and models, no tracking."""
+
+    result: AttackResult
+    model: keras.Model  # the victim as attacked (behind the defense, if there is one)
+    data: Dataset  # the whole split the attacked samples were selected from
+    config: ConfigT
+    settings: Any  # the attack entry point's settings (`medadv.jobs.attack.AttackSettings`): seed, universal_*, ...
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a family's extra evaluation yields, each under its artifact name: tables (CSV, index kept),
+    metrics, figures, and notes to print (say why a table is empty)."""
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from medadv.attacks.base import Attack
 from medadv.attacks.ecgadv import zscore
-from medadv.attacks.ecgadv_filters import device_filter_stages
+from medadv.attacks.ecgadv.filters import device_filter_stages
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import attack_batches, predict
 from medadv.data.base import Dataset

@@ -8,30 +8,31 @@ Parquet table, and the progress files are removed where the artifact store allow
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import keras
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from tqdm import tqdm
 
-from medadv.attacks import ATTACKS, AttackConfig, AttackError, make_attack, parse_config
-from medadv.attacks.ecgadv import (
-    UNIVERSAL_RECORDS,
-    ECGadvTypeIIConfig,
-    evaluation_distances,
-    universal_control,
-    universal_evaluation,
-    universal_records,
+from medadv.attacks import (
+    ATTACKS,
+    Attack,
+    AttackConfig,
+    AttackError,
+    AttackRun,
+    AttackSpec,
+    Extras,
+    make_attack,
+    parse_config,
 )
-from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure, universal_rates_figure
+from medadv.attacks.ecgadv import evaluation_distances
+from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import (
     attack_batches,
@@ -104,15 +105,53 @@ class AttackSettings:
 def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Run `attack`; returns the run id. Inputs, model and settings are all checked before any compute."""
     connect(tracking_uri, experiment)
+    inputs = _checked_inputs(settings)
+    models = _loaded_models(settings, inputs.data)
+    crafting = _Crafting(settings, inputs.config, inputs.data, _options(settings, inputs.spec))
+    attacker = crafting.on(models.victim)
+    samples, y_target = _attacked_samples(settings, inputs, models.victim)
+    name = _run_name(settings, inputs, models.pinned)
+    with start_step_run("attack", _params(settings, inputs.config, models), run_id=models.resumed, name=name) as run:
+        mlflow.set_tags(_tags(settings, inputs, models.pinned, crafting))
+        log_dataset(samples, context="attack")
+        with tempfile.TemporaryDirectory(prefix="medadv-attack-") as temporary:
+            folder = Path(temporary)
+            result = _attacked_batches(run.info.run_id, crafting, attacker, models.victim, samples, y_target, folder)
+            _log_result(result, samples, folder, settings.ssim)
+            if settings.defense:  # the same attack crafted on the bare model, replayed through the defense
+                mlflow.log_metrics(_defense_metrics(crafting, models, samples, y_target, result), synchronous=True)
+            run_record = AttackRun(result, models.victim, inputs.data, inputs.config, settings)
+            _log_extras(inputs.spec.extras(run_record), folder)
+            if models.targets:  # foe's white-box baseline: the same attack crafted on each target, where it fits
+                white_box = (
+                    _white_box(crafting, models.targets, samples, y_target) if inputs.spec.white_box_transfer else {}
+                )
+                _log_transfer(result, models.targets, white_box, folder)
+        _delete_progress(run.info.artifact_uri)
+        return str(run.info.run_id)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The checked inputs of one attack run: the family, its settings, the data and what to take of it."""
+
+    spec: AttackSpec
+    config: AttackConfig
+    data: Dataset
+    shard: tuple[int, int]
+    per_class: tuple[int, ...] | None
+
+
+def _checked_inputs(settings: AttackSettings) -> _Inputs:
+    """Everything the settings name that is not a model, checked: the attack and its settings, the data, the
+    selection and the defense."""
     if not settings.model:
         raise AttackError("give the victim with --model (models:/NAME@ALIAS, runs:/ID/model or a path)")
     if settings.attack not in ATTACKS:
         raise AttackError(f"unknown attack {settings.attack!r}; choose one of {', '.join(ATTACKS)}")
+    spec = ATTACKS[settings.attack]
     config = parse_config(settings.attack, parse_params(settings.attack_params))
-    if settings.universal_records not in UNIVERSAL_RECORDS:
-        raise AttackError(
-            f"universal_records {settings.universal_records!r} is not one of {', '.join(UNIVERSAL_RECORDS)}"
-        )
+    spec.check(settings)
     shard = parse_shard(settings.shard)
     data = load_dataset(
         settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
@@ -123,100 +162,129 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
         raise AttackError("give either num_samples or per_class, not both")
     check_selection(settings.selection, settings.num_samples, per_class)
     check_defense(settings.defense, data)
+    return _Inputs(spec, config, data, shard, per_class)
+
+
+@dataclass(frozen=True)
+class _Models:
+    """The victim and the transfer targets at pinned versions, loaded, checked and put behind the defense."""
+
+    resumed: str | None  # the run to resume, if any
+    pinned: PinnedModel
+    target_uris: list[str]  # the transfer targets' pinned versions
+    bare: keras.Model  # the victim without the defense
+    victim: keras.Model
+    targets: dict[str, keras.Model]
+
+
+def _loaded_models(settings: AttackSettings, data: Dataset) -> _Models:
+    """Pin (or, on a resume, re-pin as the first attempt did), load and check the victim and transfer targets."""
     resumed = _resumable_run(settings)
-    pinned, pinned_targets = _pinned_models(settings, resumed)
-    bare_model = load_model(pinned.uri)
-    check_victim(bare_model, data.input_shape)
-    model = _defended(bare_model, settings.defense, data)
+    pinned, target_uris = _pinned_models(settings, resumed)
+    bare = load_model(pinned.uri)
+    check_victim(bare, data.input_shape)
+    victim = _defended(bare, settings.defense, data)
     if not settings.transfer_any_task:
         check_transfer_tasks(settings.transfer_to.split(), settings.dataset)
-    transfer_targets = {uri: _defended(load_model(uri), settings.defense, data) for uri in pinned_targets}
-    for target_model in transfer_targets.values():
-        check_victim(target_model, data.input_shape)
-    batch_size = settings.batch_size or auto_batch_size(data.input_shape, len(data))
-    engine = settings.engine or None
-    options = {"generators": _generators(settings)} if settings.attack == "dgn" else {}
-    attacker = make_attack(
-        settings.attack, model, config, data.clip_range, batch_size, engine, input_shape=data.input_shape, **options
-    )
+    targets = {uri: _defended(load_model(uri), settings.defense, data) for uri in target_uris}
+    for target in targets.values():
+        check_victim(target, data.input_shape)
+    return _Models(resumed, pinned, target_uris, bare, victim, targets)
 
+
+class _Crafting:
+    """The run's attack, built with the same settings on any model: the victim, the bare victim behind a
+    defense, a transfer target."""
+
+    def __init__(self, settings: AttackSettings, config: AttackConfig, data: Dataset, options: dict[str, Any]) -> None:
+        self.name, self.config, self.data, self.options = settings.attack, config, data, options
+        self.batch_size = settings.batch_size or auto_batch_size(data.input_shape, len(data))
+        self.engine = settings.engine or None
+        self.seed = settings.seed
+
+    def on(self, model: keras.Model) -> Attack:
+        return make_attack(
+            self.name, model, self.config, self.data.clip_range, self.batch_size, self.engine,
+            input_shape=self.data.input_shape, **self.options,
+        )  # fmt: skip
+
+
+def _options(settings: AttackSettings, spec: AttackSpec) -> dict[str, Any]:
+    """What the family `needs` at construction, fetched from the tracking server (DGN: its generator set)."""
+    providers = {"generators": _generators}
+    return {need: providers[need](settings) for need in spec.needs}
+
+
+def _attacked_samples(settings: AttackSettings, inputs: _Inputs, victim: keras.Model) -> tuple[Dataset, np.ndarray]:
+    """The samples this run (shard) attacks and one target class per sample (-1: untargeted)."""
     samples = select_samples(
-        model,
-        data,
+        victim,
+        inputs.data,
         num_samples=settings.num_samples or None,
         selection=settings.selection,
-        shard=shard,
+        shard=inputs.shard,
         seed=settings.seed,
-        per_class=per_class,
+        per_class=inputs.per_class,
     )
-    samples, y_target = expand_targets(samples, config.target, data.num_classes)
+    samples, y_target = expand_targets(samples, inputs.config.target, inputs.data.num_classes)
     if len(samples) == 0:
         raise AttackError("no samples left to attack (does selection=correct remove them all?)")
+    return samples, y_target
 
-    # The attack's own settings as plain params (eps, max_iter, ...), so runs compare by them in the UI;
-    # one that shares a name with an entry-point parameter (ECGadv Type II's seed) gets an "attack_" prefix.
+
+def _run_name(settings: AttackSettings, inputs: _Inputs, pinned: PinnedModel) -> str:
+    """`pgd eps=0.05 · pneumoniamnist-small_cnn v1`: the family's label, the victim and the shard, if any."""
+    shard = f" shard {settings.shard}" if inputs.shard[1] > 1 else ""
+    return f"{inputs.spec.describe(inputs.config)} · {pinned.short}{shard}"
+
+
+def _params(settings: AttackSettings, config: AttackConfig, models: _Models) -> dict[str, Any]:
+    """The entry point's settings, the attack's own settings as plain params (eps, max_iter, ...) so runs compare
+    by them in the UI (one that shares a name with an entry-point parameter, ECGadv Type II's seed, gets an
+    "attack_" prefix), and the pinned versions."""
     config_params = {
         (f"attack_{f.name}" if f.name in asdict(settings) else f.name): getattr(config, f.name) for f in fields(config)
     }
-    lineage = {"model_version_uri": pinned.uri, "transfer_to_versions": " ".join(pinned_targets)}
-    eps_value = getattr(config, "eps", None)  # attacks without a budget (DeepFool, C&W L2) have none
-    eps = f" eps={eps_value:g}" if isinstance(eps_value, float) else ""
-    shard_name = f" shard {settings.shard}" if shard[1] > 1 else ""
-    name = f"{settings.attack}{eps} · {pinned.short}{shard_name}"
-    with start_step_run("attack", asdict(settings) | config_params | lineage, run_id=resumed, name=name) as run:
-        mlflow.set_tags(
-            pinned.tags()
-            | {
-                "medadv.engine": engine or ATTACKS[settings.attack].default_engine,
-                "medadv.batch_size": str(batch_size),
-                "medadv.attack": settings.attack,
-                "medadv.split": settings.split,
-                "medadv.shard": settings.shard,
-                "medadv.targeted": str(config.targeted).lower(),
-                # The shards of one attack nest under their parent run in the MLflow UI.
-                **({"mlflow.parentRunId": settings.parent_run_id} if settings.parent_run_id else {}),
-            }
-        )
-        log_dataset(samples, context="attack")
-        with tempfile.TemporaryDirectory(prefix="medadv-attack-") as folder:
-            done = _download_progress(run.info.run_id, Path(folder))
-            if done:
-                print(f"resuming: {len(done)} finished batches found, skipping them")
-            # closing(): a failure mid-run closes the progress bar before the error is reported, not after.
-            with closing(
-                attack_batches(
-                    attacker, model, samples, y_target, batch_size=batch_size, skip=set(done), seed=settings.seed
-                )
-            ) as batches:
-                for index, batch in batches:
-                    path = batch.save(Path(folder) / f"batch_{index:05d}.npz")
-                    mlflow.log_artifact(str(path), PROGRESS)
-                    done[index] = batch
-            result = AttackResult.concatenate([done[index] for index in sorted(done)])
-            _log_result(result, samples, Path(folder), settings.ssim)
-            if settings.defense:  # the same attack crafted on the bare model, replayed through the defense
-                bare = make_attack(
-                    settings.attack, bare_model, config, data.clip_range, batch_size, engine,
-                    input_shape=data.input_shape, **options,
-                )  # fmt: skip
-                evaluation = defense_evaluation(
-                    bare, bare_model, model, samples, y_target, result, batch_size=batch_size, seed=settings.seed
-                )
-                mlflow.log_metrics(evaluation, synchronous=True)
-            if isinstance(config, ECGadvTypeIIConfig):
-                table = universal_table(result, model, data, config, settings)
-                _log_universal(table, data.class_names, Path(folder))
-            if transfer_targets:
-                # foe's white-box baseline: the same attack on each target (DGN's generators belong to the victim)
-                white_box = {
-                    uri: _white_box(settings.attack, target, config, data, batch_size, engine, samples, y_target,
-                                    settings.seed)
-                    for uri, target in transfer_targets.items()
-                    if settings.attack != "dgn"
-                }  # fmt: skip
-                _log_transfer(result, transfer_targets, white_box, Path(folder))
-        _delete_progress(run.info.artifact_uri)
-        return str(run.info.run_id)
+    lineage = {"model_version_uri": models.pinned.uri, "transfer_to_versions": " ".join(models.target_uris)}
+    return asdict(settings) | config_params | lineage
+
+
+def _tags(settings: AttackSettings, inputs: _Inputs, pinned: PinnedModel, crafting: _Crafting) -> dict[str, str]:
+    return pinned.tags() | {
+        "medadv.engine": crafting.engine or inputs.spec.default_engine,
+        "medadv.batch_size": str(crafting.batch_size),
+        "medadv.attack": settings.attack,
+        "medadv.split": settings.split,
+        "medadv.shard": settings.shard,
+        "medadv.targeted": str(inputs.config.targeted).lower(),
+        # The shards of one attack nest under their parent run in the MLflow UI.
+        **({"mlflow.parentRunId": settings.parent_run_id} if settings.parent_run_id else {}),
+    }
+
+
+def _attacked_batches(
+    run_id: str,
+    crafting: _Crafting,
+    attacker: Attack,
+    victim: keras.Model,
+    samples: Dataset,
+    y_target: np.ndarray,
+    folder: Path,
+) -> AttackResult:
+    """Attack batch by batch, each logged at once under `progress/`; a resumed run skips the batches logged."""
+    done = _download_progress(run_id, folder)
+    if done:
+        print(f"resuming: {len(done)} finished batches found, skipping them")
+    # closing(): a failure mid-run closes the progress bar before the error is reported, not after.
+    batches = attack_batches(
+        attacker, victim, samples, y_target, batch_size=crafting.batch_size, skip=set(done), seed=crafting.seed
+    )
+    with closing(batches):
+        for index, batch in batches:
+            path = batch.save(folder / f"batch_{index:05d}.npz")
+            mlflow.log_artifact(str(path), PROGRESS)
+            done[index] = batch
+    return AttackResult.concatenate([done[index] for index in sorted(done)])
 
 
 def _defended(model: keras.Model, defense: str, data: Dataset) -> keras.Model:
@@ -225,8 +293,11 @@ def _defended(model: keras.Model, defense: str, data: Dataset) -> keras.Model:
 
 
 def _generators(settings: AttackSettings) -> dict[int, keras.Model]:
+    """The generator set `--generators` names (a `train` run with mode=generator)."""
     if not settings.generators:
-        raise AttackError("dgn needs --generators, the run id of a generator set (train with mode=generator)")
+        raise AttackError(
+            f"{settings.attack} needs --generators, the run id of a generator set (train with mode=generator)"
+        )
     return load_generators(settings.generators)
 
 
@@ -279,7 +350,7 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
     mlflow.log_artifact(str(folder / RESULT_FILE))
     table = per_sample_table(result, clip_range, ssim)
     metrics = summarize(result, clip_range, class_names, ssim)
-    if result.x.ndim == 3:  # ECG: ECGadv's evaluation distances d_L2, d_smooth, d_smooth_l2 per record
+    if samples.fs_hz is not None:  # ECG records: ECGadv's evaluation distances d_L2, d_smooth, d_smooth_l2
         for name, values in evaluation_distances(result.x, result.x_adv).items():
             table[name] = values
             metrics[f"{name}_mean"] = float(np.mean(values))
@@ -295,7 +366,7 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
         matrix.to_csv(folder / "success_matrix.csv")
         mlflow.log_artifact(str(folder / "success_matrix.csv"))
     log_figure(perturbation_figure(result, class_names), "figures/perturbations.png")
-    if result.x.ndim == 3:
+    if samples.fs_hz is not None:
         log_figure(ecg_overlay_figure(result, class_names), "figures/ecg_overlays.png")
 
 
@@ -312,20 +383,26 @@ def check_transfer_tasks(uris: list[str], dataset: str) -> None:
 
 
 def _white_box(
-    name: str,
-    target: keras.Model,
-    config: AttackConfig,
-    data: Dataset,
-    batch_size: int,
-    engine: str | None,
-    samples: Dataset,
-    y_target: np.ndarray,
-    seed: int,
-) -> np.ndarray:
-    """The adversarial inputs of the same attack crafted on `target` itself, batch by batch as the victim's."""
-    attacker = make_attack(name, target, config, data.clip_range, batch_size, engine, input_shape=data.input_shape)
-    batches = attack_batches(attacker, target, samples, y_target, batch_size=batch_size, seed=seed)
-    return AttackResult.concatenate([batch for _, batch in batches]).x_adv
+    crafting: _Crafting, targets: dict[str, keras.Model], samples: Dataset, y_target: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The adversarial inputs of the same attack crafted on each target itself, batch by batch as the victim's."""
+    white_box = {}
+    for uri, target in targets.items():
+        batches = attack_batches(
+            crafting.on(target), target, samples, y_target, batch_size=crafting.batch_size, seed=crafting.seed
+        )
+        white_box[uri] = AttackResult.concatenate([batch for _, batch in batches]).x_adv
+    return white_box
+
+
+def _defense_metrics(
+    crafting: _Crafting, models: _Models, samples: Dataset, y_target: np.ndarray, result: AttackResult
+) -> dict[str, float]:
+    """The defense's evaluation: the same attack crafted on the bare victim, replayed through the defense."""
+    return defense_evaluation(
+        crafting.on(models.bare), models.bare, models.victim, samples, y_target, result,
+        batch_size=crafting.batch_size, seed=crafting.seed,
+    )  # fmt: skip
 
 
 def _log_transfer(
@@ -348,74 +425,19 @@ def _log_transfer(
     mlflow.log_metric("transfer_success_rate_mean", float(table["transfer_success_rate"].mean()))
 
 
-# --- ECGadv Type II: universal evaluation of the learned windows --------------------------------
-
-
-def universal_table(
-    result: AttackResult, model: keras.Model, data: Dataset, config: ECGadvTypeIIConfig, settings: AttackSettings
-) -> pd.DataFrame:
-    """ECGadv's universal evaluation per source->target pair: every window the attack kept (the first
-    `config.window` samples of a non-zero delta: its own success over random shifts, not `y_adv`, which
-    sees the window at offset 0 only) is added at `universal_positions` random offsets to every long enough
-    record of its source class in the split (`universal_records=correct`: only those the victim classifies
-    correctly, as the study); its predictions are pooled per pair. The control adds, in delta's place, the
-    first `window` samples of the split's first such record of the target class."""
-    lengths = data.lengths if data.lengths is not None else np.full(len(data), data.input_shape[0])
-    y_pred = predict(model, data.x).argmax(axis=1) if settings.universal_records == "correct" else None
-    min_length = settings.universal_min_length or data.input_shape[0]
-    fs_hz, positions, seed = config.fs_hz, settings.universal_positions, settings.seed
-    rows = {}
-    found = np.any(result.delta != 0, axis=tuple(range(1, result.delta.ndim)))
-    pairs = sorted({(int(s), int(t)) for s, t in zip(result.y_true, result.y_target, strict=True)})
-    for source, target in tqdm(pairs, desc="universal evaluation", unit="pair", file=sys.stderr):
-        records = universal_records(data.x, data.y, lengths, source, min_length, y_pred)
-        deltas = result.delta[found & (result.y_true == source) & (result.y_target == target), : config.window]
-        if len(records) == 0 or len(deltas) == 0:
-            continue
-        counts = np.sum(
-            [
-                universal_evaluation(model, delta, records, fs_hz=fs_hz, positions=positions, seed=seed).counts
-                for delta in deltas
-            ],
-            axis=0,
-        )
-        shares = counts / counts.sum()
-        controls = universal_records(data.x, data.y, lengths, target, min_length, y_pred)
-        control = (
-            universal_control(
-                model, controls[0, : config.window], records, fs_hz=fs_hz, positions=positions, seed=seed
-            ).shares[target]
-            if len(controls)
-            else np.nan
-        )
-        rows[f"{data.class_names[source]}->{data.class_names[target]}"] = {
-            "source": source,
-            "target": target,
-            "deltas": len(deltas),
-            "records": len(records),
-            **{f"share_{name}": share for name, share in zip(data.class_names, shares, strict=True)},
-            "target_share": shares[target],
-            "control_target_share": control,
-        }
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pair")
-
-
-def _log_universal(table: pd.DataFrame, class_names: tuple[str, ...], folder: Path) -> None:
-    """`universal.csv`, its metrics (a pair counts as a majority pair when over half its predictions are the
-    target) and the pairs x classes heatmap `figures/universal_rates.png`."""
-    table.to_csv(folder / "universal.csv")
-    mlflow.log_artifact(str(folder / "universal.csv"))
-    if table.empty:
-        print("note: no Type II window found had source records to evaluate; universal.csv is empty")
-        return
-    mlflow.log_metrics(
-        {
-            "universal_target_rate_mean": float(table["target_share"].mean()),
-            "universal_majority_pairs": int((table["target_share"] > 0.5).sum()),
-        },
-        synchronous=True,
-    )
-    log_figure(universal_rates_figure(table, class_names), "figures/universal_rates.png")
+def _log_extras(extras: Extras, folder: Path) -> None:
+    """Log what a family's extra evaluation returned, under the names it gave: tables as CSV, its notes printed,
+    then its metrics and figures."""
+    for path, table in extras.tables.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / path)
+        mlflow.log_artifact(str(folder / path), str(Path(path).parent) if "/" in path else None)
+    for note in extras.notes:
+        print(f"note: {note}")
+    if extras.metrics:
+        mlflow.log_metrics(extras.metrics, synchronous=True)
+    for path, figure in extras.figures.items():
+        log_figure(figure, path)
 
 
 def _delete_progress(artifact_uri: str) -> None:

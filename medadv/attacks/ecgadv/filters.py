@@ -2,7 +2,8 @@
 perturbation lands in a record, which FFT bins the attack removes from it, and the acquisition-device
 filters the universal evaluation passes it through.
 
-Pure functions on arrays; the attack loop and the universal evaluation live in `medadv.attacks.ecgadv`.
+Pure functions on arrays, used by the Type II attack (`type2`), its universal evaluation (`universal`) and
+the ECG defenses (`medadv.defenses.ecg_filters`).
 """
 
 from __future__ import annotations
