@@ -51,7 +51,8 @@ def settings_from(arguments: argparse.Namespace, settings_class: type[Settings])
 
 
 def run_step(step: Callable[[], object]) -> None:
-    """Run a step; bad input ends it with one line on stderr and exit code 1, not a traceback."""
+    """Run a step; bad input ends it with one line on stderr and exit code 1, Ctrl-C with one line saying how to go
+    on (the run is marked KILLED) and exit code 130; not a traceback."""
     try:
         step()
         return
@@ -59,4 +60,7 @@ def run_step(step: Callable[[], object]) -> None:
         message = str(error)
     except MlflowException as error:
         message = error.message.splitlines()[0]
+    except KeyboardInterrupt as interrupt:
+        print(f"medadv: {str(interrupt) or 'interrupted'}", file=sys.stderr)
+        sys.exit(130)
     sys.exit(f"medadv: error: {message}")

@@ -40,13 +40,13 @@ from medadv.metrics.transfer import transfer_metrics
 from medadv.models import ModelError
 from medadv.report import Section, eps_curves, matrix_heatmap, render_report, short_model
 from medadv.tracking.registry import load_model, model_label
-from medadv.tracking.runs import STEP_TAG, artifact_dir, connect, start_step_run
+from medadv.tracking.runs import STEP_TAG, artifact_dir, as_given, connect, show_at_end, start_step_run
 
 REPORT_FILE = "report.html"
 STEPS = ("train", "attack", "gradcam")
 ATTACK_METRICS = (
-    "clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean", "l2_median",
-    "linf_mean", "linf_max", "psnr_mean", "ssim_mean", "seconds_per_sample", "num_samples",
+    "selected_clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean",
+    "l2_median", "linf_mean", "linf_max", "psnr_mean", "ssim_mean", "seconds_per_sample", "num_samples",
 )  # fmt: skip
 IMAGE_ONLY_METRICS = ("psnr_mean", "ssim_mean")  # signals (ECG) have none
 HEATMAP_METRICS = ("dssim_mean", "dssim_max", "dssim_std", "pearson_mean", "spearman_mean", "com_shift_mean")
@@ -96,6 +96,7 @@ def evaluate(settings: EvaluateSettings, tracking_uri: str | None = None, experi
         mlflow.set_tag("medadv.evaluated_experiment", evaluated)
         with tempfile.TemporaryDirectory(prefix="medadv-evaluate-") as downloads:
             tables, sections = Comparison(Path(downloads)).compare(runs)
+        show_at_end(headline_table(tables["attacks"]))
         facts = {
             "experiment": evaluated,
             "filter": settings.filter or "(none)",
@@ -132,11 +133,10 @@ def _search(experiment_ids: list[str] | None, step: str, extra: str, everywhere:
     """Every run of `step` (any status) matching the user's filter, in the experiments given or all of them."""
     query = f"tags.`{STEP_TAG}` = '{step}'" + (f" and {extra}" if extra.strip() else "")
     try:
-        return list(
-            mlflow.search_runs(
-                experiment_ids, filter_string=query, output_format="list", search_all_experiments=everywhere
-            )
+        found = mlflow.search_runs(
+            experiment_ids, filter_string=query, output_format="list", search_all_experiments=everywhere
         )
+        return [as_given(run) for run in found]  # params as the steps were given them
     except MlflowException as error:
         raise EvaluateError(f"filter {extra!r} is not usable: {error.message.splitlines()[0]}") from None
 
