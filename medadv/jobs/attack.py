@@ -66,7 +66,8 @@ HEADLINE_METRICS = ("fooling_rate", "robust_accuracy", "attack_success_rate", "l
 
 @dataclass(frozen=True, kw_only=True)
 class AttackSettings:
-    """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults)."""
+    """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults, but for the
+    ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
 
     model: str = ""  # models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a path
     dataset: str = "cinc2017"

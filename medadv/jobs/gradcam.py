@@ -34,7 +34,8 @@ TABLE_FILE = "heatmaps.parquet"
 
 @dataclass(frozen=True, kw_only=True)
 class GradcamSettings:
-    """Parameters of the `gradcam` entry point (the MLproject declares the same, with the same defaults)."""
+    """Parameters of the `gradcam` entry point (the MLproject declares the same, with the same defaults, but for the
+    ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
 
     attack_run_id: str = ""  # explain this attack run's clean and adversarial inputs
     model: str = ""  # or: explain clean predictions of this model ...
