@@ -260,7 +260,7 @@ def test_type2_runs_are_labelled_by_window(runs: Runs) -> None:
 def test_missing_metrics_missing_shards_and_failed_runs_are_listed(runs: Runs) -> None:
     missing = runs.tables["missing"]
     lacking = set(missing.loc[missing["run_id"] == runs.lacking, "name"])
-    assert {"robust_accuracy", "clean_accuracy", "num_samples"} <= lacking and "fooling_rate" not in lacking
+    assert {"robust_accuracy", "selected_clean_accuracy", "num_samples"} <= lacking and "fooling_rate" not in lacking
     assert np.isnan(runs.tables["attacks"].loc[runs.lacking, "robust_accuracy"])
     assert runs.tables["attacks"].loc[runs.lacking, "fooling_rate"] == 0.5
     assert not set(missing["run_id"]) & {runs.whole, runs.targeted, runs.gradcam}

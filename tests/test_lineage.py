@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.projects import _project_spec
+from mlflow_server import REPO, step_env
 
 from medadv.jobs.attack import AttackSettings, attack
 from medadv.jobs.evaluate import EvaluateSettings, evaluate
 from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.jobs.main import MainSettings
+from medadv.jobs.study import StudySettings
 from medadv.jobs.train import TrainSettings, train
 from medadv.models import ModelError
-from medadv.tracking.runs import connect, find_finished_run, start_step_run
+from medadv.tracking.runs import (
+    RESOLVED_PARAMS,
+    as_given,
+    connect,
+    find_finished_run,
+    param_text,
+    param_value,
+    start_step_run,
+)
 
 EXPERIMENT = "lineage-tests"  # its own experiment and model name: moving the alias touches no other test
 NAME = "lineage-pneumonia"
@@ -114,3 +130,62 @@ def test_booleans_are_logged_as_mlflow_run_logs_them_and_reuse_still_finds_the_r
     assert mlflow.get_run(run.info.run_id).data.params == {"from_scratch": "true", "fine_tune": "false", "epochs": "3"}
     found = find_finished_run("canonical-params", params)
     assert found is not None and found.info.run_id == run.info.run_id
+
+
+# --- one canonical form per param, whichever way a step was started ------------------------------------------
+
+SETTINGS = {
+    "main": MainSettings, "train": TrainSettings, "attack": AttackSettings, "gradcam": GradcamSettings,
+    "evaluate": EvaluateSettings, "study": StudySettings,
+}  # fmt: skip
+
+
+def test_mlflow_run_logs_every_default_as_the_step_logs_it() -> None:
+    project = _project_spec.load_project(str(REPO))
+    for entry_point, settings in SETTINGS.items():
+        # What MLflow 3.17's `mlflow run` logs for an entry point run without -P: its own code, not a copy.
+        logged, extra = project.get_entry_point(entry_point).compute_parameters({}, storage_dir=None)
+        defaults = {key: param_text(value) for key, value in asdict(settings()).items()}
+        assert extra == {} and logged == {key: defaults[key] for key in logged}, entry_point
+        # Values a step resolves itself: undeclared, so that `mlflow run` does not log the default in their place.
+        assert set(defaults) - set(logged) == set(RESOLVED_PARAMS.get(entry_point, ())), entry_point
+
+
+def test_empty_spaced_and_quoted_values_read_back_as_given() -> None:
+    for value in ("", "pgd", "models:/a/1 models:/b/1", "params.dataset = 'x'", "it's", "''"):
+        assert param_value(param_text(value)) == value
+    assert param_text("") == "''" and param_text(True) == "true" and param_text(0.0) == "0.0"
+    assert param_value("models:/a/1 models:/b/1") == "models:/a/1 models:/b/1"  # logged unquoted, by older runs
+
+
+def test_mlflow_run_and_python_log_the_same_attack_params(
+    victims: dict[str, str], tracking_server: str, tmp_path: Path
+) -> None:
+    """The same tiny attack through `mlflow run -e attack` and through the job: identical params, `engine` the
+    engine that ran, `selected_clean_accuracy` for the attacked samples' accuracy; the reuse of finished runs
+    finds them, whatever the engine, unless another engine is asked for."""
+    given = {
+        "model": "models:/tiny-pneumonia@candidate", "dataset": "pneumoniamnist", "data_dir": victims["images"],
+        "split": "train", "attack": "fgsm", "attack_params": "eps=0.1", "num_samples": "2", "selection": "all",
+    }  # fmt: skip
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "attack", "--env-manager", "local",
+               "--experiment-name", "canonical-params"]  # fmt: skip
+    command += [part for key, value in given.items() for part in ("-P", f"{key}={value}")]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # `python` is this interpreter
+    env = step_env(MLFLOW_TRACKING_URI=tracking_server, PATH=path, MEDADV_HOME=str(tmp_path))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_server)
+    [by_mlflow_run] = client.search_runs([client.get_experiment_by_name("canonical-params").experiment_id])
+    settings = AttackSettings(**{**given, "num_samples": 2})  # type: ignore[arg-type]
+    by_python = client.get_run(attack(settings, tracking_server, "canonical-params"))
+
+    assert by_mlflow_run.data.tags["mlflow.project.entryPoint"] == "attack"  # started by `mlflow run`
+    assert by_mlflow_run.data.params == by_python.data.params
+    params = by_python.data.params
+    assert params["engine"] == "native" and params["data_options"] == params["transfer_to"] == "''"
+    assert as_given(by_python).data.params["transfer_to"] == ""
+    assert "selected_clean_accuracy" in by_python.data.metrics and "clean_accuracy" not in by_python.data.metrics
+    connect(tracking_server, "canonical-params")
+    assert find_finished_run("attack", asdict(settings)) is not None
+    assert find_finished_run("attack", asdict(replace(settings, engine="art"))) is None

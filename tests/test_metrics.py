@@ -108,7 +108,7 @@ def test_per_sample_table_and_summary_for_images() -> None:
 
     metrics = summarize(result, (0.0, 1.0), ("left", "right"), "skimage")
     assert set(metrics) == {
-        "clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean",
+        "selected_clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean",
         "l2_median", "linf_mean", "linf_max", "psnr_mean", "ssim_mean", "seconds_per_sample", "num_samples",
         "attack_success_rate_class_left", "attack_success_rate_class_right",
     }  # fmt: skip

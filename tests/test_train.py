@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from importlib.metadata import version as version_of
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow_server import REPO, run_step, step_env
+
+from medadv.jobs.train import TrainSettings, train
+from medadv.tracking.runs import param_text
 
 TINY = ["--data_options", "length=600", "--arch_options", "num_blocks=2,base_filters=8", "--epochs", "2"]
 
@@ -39,6 +43,20 @@ def test_mlflow_run_train_registers_a_model_that_reloads_by_alias(tracking_serve
     run = client.get_run(version.tags["run_id"])
     assert run.info.status == "FINISHED"
     assert {"test_accuracy", "test_macro_f1", "clean_accuracy"} <= set(run.data.metrics)
+    # Every param as `python steps/train.py` logs the same settings: '' for empty, true, 0.0, 0.001.
+    same = TrainSettings(data_options="length=600", arch_options="num_blocks=2,base_filters=8", epochs=2,
+                         model_name="tiny-ecg")  # fmt: skip
+    assert run.data.params == {key: param_text(value) for key, value in asdict(same).items()}
+    # The step ends with its test scores, the registered version and where to look (`mlflow run` then prints
+    # its own two lines).
+    metrics = run.data.metrics
+    *_, header, scores, where, _, _ = done.stdout.strip().splitlines()
+    assert header == f"medadv train finished: {run.info.run_name} ({run.info.run_id})", done.stdout[-1500:]
+    assert scores.split() == [
+        "test_accuracy", f"{metrics['test_accuracy']:.4g}", "test_macro_f1", f"{metrics['test_macro_f1']:.4g}",
+        "test_auc", f"{metrics['test_auc']:.4g}", "model", f"models:/tiny-ecg/{version.version}",
+    ]  # fmt: skip
+    assert where == f"  view it: {tracking_server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # one point per epoch
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert artifacts == {"figures/confusion_matrix.png", "figures/learning_curves.png"}
@@ -98,3 +116,39 @@ def test_bad_input_fails_in_one_line_before_any_run(
     mlflow.set_tracking_uri(tracking_server)
     experiment = mlflow.get_experiment_by_name("test-bad-input")
     assert experiment is None or mlflow.search_runs([experiment.experiment_id], output_format="list") == []
+
+
+def test_generator_sets_and_robust_models_are_named_after_what_they_did(
+    victims: dict[str, str], tracking_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = mlflow.MlflowClient(tracking_server)
+    victim = client.get_model_version_by_alias("tiny-pneumonia", "candidate")
+    common = {"dataset": "pneumoniamnist", "data_dir": victims["images"], "victim": "models:/tiny-pneumonia@candidate",
+              "epochs": 1, "batch_size": 32}  # fmt: skip
+    capsys.readouterr()
+    generators = client.get_run(
+        train(TrainSettings(mode="generator", generator_loss="nce", **common), tracking_server, "test-names")  # type: ignore[arg-type]
+    )
+    assert generators.info.run_name == f"generators nce eps=0.1 · tiny-pneumonia v{victim.version}"
+    assert generators.data.params["victim_version_uri"] == f"models:/tiny-pneumonia/{victim.version}"
+    children = client.search_runs(
+        [generators.info.experiment_id], f"tags.`mlflow.parentRunId` = '{generators.info.run_id}'"
+    )
+    assert sorted(child.info.run_name for child in children) == [
+        "generator nce · class normal", "generator nce · class pneumonia",
+    ]  # fmt: skip
+    summary = capsys.readouterr().out.strip().splitlines()[-2].split()
+    assert summary[:2] == ["clean_accuracy", f"{generators.data.metrics['clean_accuracy']:.4g}"]
+    assert summary[-2:] == ["generators", generators.info.run_id]  # the id --generators takes
+
+    robust = client.get_run(
+        train(TrainSettings(mode="robust", method="fgsm", attack_params="eps=0.1", **common), tracking_server,  # type: ignore[arg-type]
+              "test-names")
+    )  # fmt: skip
+    assert robust.info.run_name == f"robust fgsm eps=0.1 · tiny-pneumonia v{victim.version}"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3] == f"medadv train finished: {robust.info.run_name} ({robust.info.run_id})"
+    assert lines[-2].split()[:4] == [
+        "clean_accuracy", f"{robust.data.metrics['clean_accuracy']:.4g}",
+        "robust_accuracy", f"{robust.data.metrics['robust_accuracy']:.4g}",
+    ]  # fmt: skip

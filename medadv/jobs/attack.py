@@ -47,7 +47,7 @@ from medadv.attacks.runner import (
 from medadv.data import load_dataset, loader_options
 from medadv.data.base import Dataset
 from medadv.defenses.ecg_filters import check_defense, defended, defense_evaluation
-from medadv.metrics import per_sample_table, success_matrix, summarize
+from medadv.metrics import per_sample_table, success_matrix, summarize, summary_table
 from medadv.metrics.ecg_plausibility import run_plausibility
 from medadv.metrics.similarity import check_ssim_method
 from medadv.metrics.transfer import transfer_metrics
@@ -55,7 +55,7 @@ from medadv.models import check_victim
 from medadv.options import parse_params
 from medadv.ranges import SEED_MAX, Bounds, check_ranges
 from medadv.tracking.registry import PinnedModel, load_generators, load_model, pin_model, trained_on
-from medadv.tracking.runs import connect, log_dataset, log_figure, param_text, start_step_run
+from medadv.tracking.runs import as_given, connect, log_dataset, log_figure, same_param, show_at_end, start_step_run
 from medadv.tracking.writer import check_free
 
 PROGRESS = "progress"
@@ -66,7 +66,8 @@ HEADLINE_METRICS = ("fooling_rate", "robust_accuracy", "attack_success_rate", "l
 
 @dataclass(frozen=True, kw_only=True)
 class AttackSettings:
-    """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults)."""
+    """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults, but for the
+    ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
 
     model: str = ""  # models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a path
     dataset: str = "cinc2017"
@@ -75,7 +76,7 @@ class AttackSettings:
     split: str = "test"
     attack: str = "pgd"
     attack_params: str = ""  # e.g. "eps=0.05,eps_step=0.01,max_iter=20"; target=-1 for every other class
-    engine: str = ""  # empty: the attack's default ("native" for fgsm/bim/pgd, else "art")
+    engine: str = ""  # empty: the attack's default ("native" for fgsm/bim/pgd, else "art"); the run logs the one used
     num_samples: int = 0  # 0: all selected samples
     per_class: str = ""  # e.g. "360,360,360,220" (ECGadv's study): the first n of each class instead of num_samples
     selection: str = "correct"  # correct (ECGadv) | balanced (Grad-Attacks) | first_last (foe) | all (DeepCustom)
@@ -246,7 +247,8 @@ def _params(settings: AttackSettings, config: AttackConfig, models: _Models) -> 
         (f"attack_{f.name}" if f.name in asdict(settings) else f.name): getattr(config, f.name) for f in fields(config)
     }
     lineage = {"model_version_uri": models.pinned.uri, "transfer_to_versions": " ".join(models.target_uris)}
-    return asdict(settings) | config_params | lineage
+    used = {"engine": _engine_used(settings)}  # the param says the engine that ran, not the (maybe empty) flag
+    return asdict(settings) | used | config_params | lineage
 
 
 def _tags(settings: AttackSettings, inputs: _Inputs, pinned: PinnedModel, crafting: _Crafting) -> dict[str, str]:
@@ -305,7 +307,7 @@ def _pinned_models(settings: AttackSettings, resumed: str | None) -> tuple[Pinne
     """The victim and transfer targets at fixed versions: pinned now, or, on a resume, as the first attempt did."""
     if resumed is None:
         return pin_model(settings.model), [pin_model(uri).uri for uri in settings.transfer_to.split()]
-    params = mlflow.get_run(resumed).data.params
+    params = as_given(mlflow.get_run(resumed)).data.params
     model = pin_model(params.get("model_version_uri", settings.model))
     return model, params.get("transfer_to_versions", settings.transfer_to).split()
 
@@ -323,14 +325,19 @@ def _resumable_run(settings: AttackSettings) -> str | None:
     if run.info.status == "FINISHED":
         raise AttackError(f"run {settings.run_id} already finished; nothing to resume")
     check_free(settings.run_id)
-    logged = {key: param_text(value) for key, value in asdict(settings).items()}
+    given = asdict(settings) | {"engine": _engine_used(settings)}
+    logged = run.data.params
     changed = [
-        key for key, value in logged.items()
-        if key not in ("run_id", "batch_size", "engine") and run.data.params.get(key, value) != value
+        key for key, value in given.items()
+        if key not in ("run_id", "batch_size") and key in logged and not same_param(logged[key], value)
     ]  # fmt: skip
     if changed:
         raise AttackError(f"run {settings.run_id} was started with other values of {', '.join(changed)}")
     return settings.run_id
+
+
+def _engine_used(settings: AttackSettings) -> str:
+    return settings.engine or ATTACKS[settings.attack].default_engine
 
 
 def _download_progress(run_id: str, folder: Path) -> dict[int, AttackResult]:
@@ -368,6 +375,7 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
     log_figure(perturbation_figure(result, class_names), "figures/perturbations.png")
     if samples.fs_hz is not None:
         log_figure(ecg_overlay_figure(result, class_names), "figures/ecg_overlays.png")
+    show_at_end(summary_table(result, class_names))
 
 
 def check_transfer_tasks(uris: list[str], dataset: str) -> None:

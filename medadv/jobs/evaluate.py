@@ -37,9 +37,9 @@ from medadv.report.files import write_report
 from medadv.report.html import Section
 from medadv.report.records import Example, Heatmaps, ModelRecord, RunRecord, UnavailableModel, model_uris, needs
 from medadv.report.sections import choose_examples, example_images, report_sections
-from medadv.report.tables import compare
+from medadv.report.tables import compare, headline_table
 from medadv.tracking.registry import load_model
-from medadv.tracking.runs import STEP_TAG, artifact_dir, connect, start_step_run
+from medadv.tracking.runs import STEP_TAG, artifact_dir, as_given, connect, show_at_end, start_step_run
 
 REPORT_FILE = "report.html"
 STEPS = ("train", "attack", "gradcam")
@@ -94,6 +94,7 @@ def evaluate(settings: EvaluateSettings, tracking_uri: str | None = None, experi
         mlflow.set_tag("medadv.evaluated_experiment", evaluated)
         with tempfile.TemporaryDirectory(prefix="medadv-evaluate-") as downloads:
             tables, sections = Gatherer(Path(downloads)).report(runs)
+        show_at_end(headline_table(tables["attacks"]))
         facts = {
             "experiment": evaluated,
             "filter": settings.filter or "(none)",
@@ -128,11 +129,10 @@ def _search(experiment_ids: list[str] | None, step: str, extra: str, everywhere:
     """Every run of `step` (any status) matching the user's filter, in the experiments given or all of them."""
     query = f"tags.`{STEP_TAG}` = '{step}'" + (f" and {extra}" if extra.strip() else "")
     try:
-        return list(
-            mlflow.search_runs(
-                experiment_ids, filter_string=query, output_format="list", search_all_experiments=everywhere
-            )
+        found = mlflow.search_runs(
+            experiment_ids, filter_string=query, output_format="list", search_all_experiments=everywhere
         )
+        return [as_given(run) for run in found]  # params as the steps were given them
     except MlflowException as error:
         raise EvaluateError(f"filter {extra!r} is not usable: {error.message.splitlines()[0]}") from None
 

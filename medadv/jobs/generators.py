@@ -19,8 +19,9 @@ from medadv.data.base import Dataset
 from medadv.defenses import DefenseError
 from medadv.models import check_victim
 from medadv.options import parse_options
-from medadv.tracking.registry import load_model, pip_requirements
-from medadv.tracking.runs import log_dataset, start_step_run
+from medadv.tracking.names import budget
+from medadv.tracking.registry import PinnedModel, load_model, pin_model, pip_requirements
+from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
 
 if TYPE_CHECKING:
     from medadv.jobs.train import TrainSettings
@@ -29,19 +30,21 @@ CLASS_TAG = "medadv.class_index"
 LOSS_TAG = "medadv.generator_loss"
 
 
-def victim_and_splits(settings: TrainSettings) -> tuple[keras.Model, dict[str, Dataset]]:
+def victim_and_splits(settings: TrainSettings) -> tuple[PinnedModel, keras.Model, dict[str, Dataset]]:
+    """The victim at the version its alias named now (pinned, as attacks pin theirs), and the train and test data."""
     if not settings.victim:
         raise DefenseError(f"mode={settings.mode} needs --victim (models:/NAME@ALIAS, runs:/ID/model or a path)")
     options = loader_options(settings.dataset, settings.data_options)
     splits = {split: load_dataset(settings.dataset, settings.data_dir, split, **options) for split in ("train", "test")}
-    victim = load_model(settings.victim)
+    pinned = pin_model(settings.victim)
+    victim = load_model(pinned.uri)
     check_victim(victim, splits["train"].input_shape)
-    return victim, splits
+    return pinned, victim, splits
 
 
 def train_generator_set(settings: TrainSettings) -> str:
     """One generator per class under a parent run; logs losses, what each loss was built from, and the accuracy drop."""
-    victim, splits = victim_and_splits(settings)
+    pinned, victim, splits = victim_and_splits(settings)
     train = splits["train"]
     default_eps = DEFAULT_EPS.get(settings.dataset, 0.1)
     config = replace(
@@ -52,14 +55,15 @@ def train_generator_set(settings: TrainSettings) -> str:
         **parse_options(settings.generator_options, GeneratorConfig, "generator_options"),
     )  # fmt: skip
     config.validate(train.num_classes)
-    with start_step_run(
-        "generator", asdict(settings) | {f"generator.{f.name}": getattr(config, f.name) for f in fields(config)}
-    ) as run:
+    params = asdict(settings) | {f"generator.{f.name}": getattr(config, f.name) for f in fields(config)}
+    name = f"generators {config.loss}{budget(config)} · {pinned.short}"
+    with start_step_run("generator", params | {"victim_version_uri": pinned.uri}, name=name) as run:
         mlflow.set_tag(LOSS_TAG, config.loss)
         log_dataset(train, context="training")
         generators = {}
         for class_index in np.unique(train.y):
-            with start_step_run("generator_class", {"class_index": int(class_index)}):
+            class_name = f"generator {config.loss} · class {train.class_names[class_index]}"
+            with start_step_run("generator_class", {"class_index": int(class_index)}, name=class_name):
                 mlflow.set_tags({CLASS_TAG: str(class_index), "mlflow.parentRunId": run.info.run_id})
                 trained = train_generator(victim, train.x, train.y, int(class_index), config, train.clip_range)
                 mlflow.log_metrics({"loss_first_epoch": trained.losses[0], "loss_last_epoch": trained.losses[-1]})
@@ -75,8 +79,7 @@ def train_generator_set(settings: TrainSettings) -> str:
         x_adv = generate(generators, test.x, test.y, eps=config.eps, clip_range=test.clip_range)
         clean = float(np.mean(predict(victim, test.x).argmax(1) == test.y))
         attacked = float(np.mean(predict(victim, x_adv).argmax(1) == test.y))
-        mlflow.log_metrics({"clean_accuracy": clean, "dgn_accuracy": attacked, "accuracy_drop": clean - attacked})
-        print(
-            f"generator set: runs:/{run.info.run_id} (victim accuracy {clean:.3f} -> {attacked:.3f} on DGN test data)"
-        )
+        accuracies = {"clean_accuracy": clean, "dgn_accuracy": attacked, "accuracy_drop": clean - attacked}
+        mlflow.log_metrics(accuracies)
+        show_at_end(accuracies | {"generators": run.info.run_id})  # the id --generators takes
         return str(run.info.run_id)

@@ -26,7 +26,7 @@ from medadv.metrics.heatmap import heatmap_summary, heatmap_table
 from medadv.metrics.similarity import check_ssim_method
 from medadv.ranges import Bounds, check_ranges
 from medadv.tracking.registry import load_model, pin_model
-from medadv.tracking.runs import STEP_TAG, connect, log_figure, start_step_run
+from medadv.tracking.runs import STEP_TAG, as_given, connect, log_figure, show_at_end, start_step_run
 
 HEATMAP_FILE = "heatmaps.npz"
 TABLE_FILE = "heatmaps.parquet"
@@ -34,7 +34,8 @@ TABLE_FILE = "heatmaps.parquet"
 
 @dataclass(frozen=True, kw_only=True)
 class GradcamSettings:
-    """Parameters of the `gradcam` entry point (the MLproject declares the same, with the same defaults)."""
+    """Parameters of the `gradcam` entry point (the MLproject declares the same, with the same defaults, but for the
+    ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
 
     attack_run_id: str = ""  # explain this attack run's clean and adversarial inputs
     model: str = ""  # or: explain clean predictions of this model ...
@@ -102,6 +103,7 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
             # The attack's own image degradation, beside the heatmaps' (images only: ECG runs have none).
             metrics |= {k: v for k, v in attack_run.data.metrics.items() if k in ("psnr_mean", "ssim_mean")}
             mlflow.log_metrics(metrics | {"num_samples": float(len(result))})
+            show_at_end({name: metrics[name] for name in ("dssim_mean", "dssim_max")} | {"num_samples": len(result)})
             _log_maps(result.ids, classes, clean.maps, adversarial.maps, table, adversarial_classes)
             titles = [
                 f"{i}: explains class {c}" if c == a else f"{i}: explains class {c} / {a}"
@@ -131,6 +133,7 @@ def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experime
         classes, _ = target_classes(settings.explain_class, y_true=data.y, y_clean=y_clean)
         clean = explainer(data.x, classes, batch_size=settings.batch_size)
         mlflow.log_metric("num_samples", float(len(data)))
+        show_at_end({"num_samples": len(data), "layer": explainer.layer})
         _log_maps(data.ids, classes, clean.maps)
         log_figure(overlay_figure(data.x, clean.maps, titles=list(data.ids)), "figures/overlays.png")
         return str(run.info.run_id)
@@ -145,7 +148,7 @@ def _attack_run(run_id: str) -> mlflow.entities.Run:
         raise ExplainError(f"run {run_id} is a {run.data.tags.get(STEP_TAG, 'non-medadv')} run, not an attack run")
     if run.info.status != "FINISHED":
         raise ExplainError(f"attack run {run_id} has not finished ({run.info.status}); resume it first")
-    return run
+    return as_given(run)  # its params as the attack was given them
 
 
 def _log_maps(

@@ -25,13 +25,9 @@ from medadv.defenses import (
 )
 from medadv.jobs.generators import LOSS_TAG, victim_and_splits
 from medadv.options import parse_params
-from medadv.tracking.registry import (
-    default_model_name,
-    load_generators,
-    log_victim,
-    register,
-)
-from medadv.tracking.runs import STEP_TAG, log_dataset, start_step_run
+from medadv.tracking.names import budget
+from medadv.tracking.registry import default_model_name, load_generators, log_victim, register
+from medadv.tracking.runs import STEP_TAG, log_dataset, show_at_end, start_step_run
 
 if TYPE_CHECKING:
     from medadv.jobs.train import TrainSettings
@@ -53,13 +49,13 @@ def train_robust(settings: TrainSettings) -> str:
         raise DefenseError(f"unknown robust method {settings.method!r}; choose one of {', '.join(ROBUST_METHODS)}")
     if settings.trainer not in TRAINERS:
         raise DefenseError(f"unknown robust trainer {settings.trainer!r}; choose one of {', '.join(TRAINERS)}")
-    victim, splits = victim_and_splits(settings)
+    pinned, victim, splits = victim_and_splits(settings)
     train, test = splits["train"], splits["test"]
     attack_name = ROBUST_METHODS[settings.method]
-    params = parse_params(settings.attack_params)
+    attack_params = parse_params(settings.attack_params)
     if attack_name == "dgn":
-        params.setdefault("eps", str(DEFAULT_EPS.get(settings.dataset, 0.1)))
-    attack_config = parse_config(attack_name, params)
+        attack_params.setdefault("eps", str(DEFAULT_EPS.get(settings.dataset, 0.1)))
+    attack_config = parse_config(attack_name, attack_params)
     attack_config.validate(train.num_classes)
     adversarial = AdversarialTrainingConfig(
         ratio=settings.adversarial_ratio, from_scratch=settings.from_scratch, epochs=settings.epochs,
@@ -68,7 +64,9 @@ def train_robust(settings: TrainSettings) -> str:
     adversarial.validate()
     generators = _generators_for(settings) if attack_name == "dgn" else {}
 
-    with start_step_run("train", asdict(settings) | {"training_method": settings.method}) as run:
+    params = asdict(settings) | {"training_method": settings.method, "victim_version_uri": pinned.uri}
+    run_name = f"robust {settings.method}{budget(attack_config)} · {pinned.short}"
+    with start_step_run("train", params, name=run_name) as run:
         mlflow.set_tag("medadv.training_method", settings.method)
         log_dataset(train, context="training")
         if isinstance(attack_config, DGNConfig):
@@ -96,11 +94,13 @@ def train_robust(settings: TrainSettings) -> str:
                 "clean_accuracy": f"{metrics['clean_accuracy']:.4f}",
                 f"robust_accuracy_{attack_name}": f"{metrics['robust_accuracy']:.4f}",
                 f"robust_accuracy_{attack_name}_victim_crafted": f"{metrics['robust_accuracy_victim_crafted']:.4f}",
-                "threat_model": f"{attack_name} {params}", "victim": settings.victim, "run_id": run.info.run_id,
+                "threat_model": f"{attack_name} {attack_params}", "victim": pinned.uri, "run_id": run.info.run_id,
             },
         )  # fmt: skip
         mlflow.set_tags({"medadv.registered_model": name, "medadv.model_version": version})
         print(f"registered {name} version {version} as models:/{name}@{settings.alias}")
+        shown = ("clean_accuracy", "robust_accuracy", "victim_robust_accuracy", "robust_accuracy_gain")
+        show_at_end({key: metrics[key] for key in shown} | {"model": f"models:/{name}/{version}"})
         return str(run.info.run_id)
 
 

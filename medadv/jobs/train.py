@@ -19,7 +19,7 @@ from medadv.options import parse_options
 from medadv.ranges import SEED_MAX, Bounds, check_ranges
 from medadv.tracking.names import check_registration
 from medadv.tracking.registry import default_model_name, log_victim, register
-from medadv.tracking.runs import connect, log_dataset, log_figure, start_step_run
+from medadv.tracking.runs import connect, log_dataset, log_figure, show_at_end, start_step_run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,9 +108,8 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
         test = splits["test"]
         probs = model.predict(test.x, batch_size=settings.batch_size, verbose=0)
         scores = classification_scores(test.y, probs)
-        mlflow.log_metrics(
-            {f"test_{key}": value for key, value in scores.items()} | {"clean_accuracy": scores["accuracy"]}
-        )
+        test_scores = {f"test_{key}": value for key, value in scores.items()}  # accuracy, macro_f1, auc
+        mlflow.log_metrics(test_scores | {"clean_accuracy": scores["accuracy"]})
         mlflow.log_table(prediction_table(test, probs), "predictions/test.json")
         log_figure(learning_curves(history), "figures/learning_curves.png")
         log_figure(confusion_figure(test.y, probs.argmax(axis=1), test.class_names), "figures/confusion_matrix.png")
@@ -130,4 +129,5 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
         )
         mlflow.set_tags({"medadv.registered_model": name, "medadv.model_version": version})
         print(f"registered {name} version {version} as models:/{name}@{settings.alias}")
+        show_at_end(test_scores | {"model": f"models:/{name}/{version}"})
         return str(run.info.run_id)

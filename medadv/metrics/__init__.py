@@ -12,6 +12,7 @@ from medadv.metrics.attack import (
     ssim,
     success_matrix,
     summarize,
+    summary_table,
 )
 from medadv.metrics.interval import wilson_interval
 
@@ -27,5 +28,6 @@ __all__ = [
     "ssim",
     "success_matrix",
     "summarize",
+    "summary_table",
     "wilson_interval",
 ]

@@ -124,7 +124,9 @@ def summarize(
 ) -> dict[str, float]:
     """The run's metrics under stable names.
 
-    - `clean_accuracy`, `robust_accuracy`, `fooling_rate`, `attack_success_rate`: see the functions of those names.
+    - `selected_clean_accuracy` (`clean_accuracy` of the attacked samples, so 1.0 where `selection=correct` chose
+      them; a victim's test accuracy is the train run's `test_accuracy`), `robust_accuracy`, `fooling_rate`,
+      `attack_success_rate`: see the functions of those names.
     - `l0_mean`, `l2_mean`, `l2_median`, `linf_mean`, `linf_max`: statistics of the per-sample norms of delta over
       all attacked samples (successful or not).
     - `psnr_mean` (dB) and `ssim_mean`: means over the images the attack changed (unchanged images have
@@ -137,7 +139,7 @@ def summarize(
     success = attack_success(y_true, y_adv, y_target)
     norms = perturbation_norms(result.delta)
     metrics = {
-        "clean_accuracy": clean_accuracy(y_true, result.y_clean),
+        "selected_clean_accuracy": clean_accuracy(y_true, result.y_clean),
         "robust_accuracy": robust_accuracy(y_true, y_adv),
         "fooling_rate": fooling_rate(result.y_clean, y_adv),
         "attack_success_rate": _mean(success),
@@ -156,6 +158,29 @@ def summarize(
     for index, key in enumerate(class_keys(class_names)):
         metrics[f"attack_success_rate_class_{key}"] = _mean(success[y_true == index])
     return metrics
+
+
+def summary_table(result: AttackResult, class_names: tuple[str, ...]) -> pd.DataFrame:
+    """An attack's headline figures for the terminal: one row for every attacked sample and, when the attack is
+    targeted, one per target class."""
+    success = attack_success(result.y_true, result.y_adv, result.y_target)
+    norms = perturbation_norms(result.delta)
+    groups = {"all": np.ones(len(result), dtype=bool)}
+    for target in np.unique(result.y_target[result.y_target >= 0]):
+        groups[f"target {class_names[target]}"] = result.y_target == target
+    rows = [
+        {
+            "samples": label,
+            "n": int(chosen.sum()),
+            "fooling_rate": fooling_rate(result.y_clean[chosen], result.y_adv[chosen]),
+            "robust_accuracy": robust_accuracy(result.y_true[chosen], result.y_adv[chosen]),
+            "attack_success_rate": _mean(success[chosen]),
+            "l2_mean": _mean(norms["l2"][chosen]),
+            "linf_mean": _mean(norms["linf"][chosen]),
+        }
+        for label, chosen in groups.items()
+    ]
+    return pd.DataFrame(rows)
 
 
 def success_matrix(result: AttackResult, class_names: tuple[str, ...]) -> pd.DataFrame:

@@ -36,8 +36,8 @@ from medadv.report.records import (
 )
 
 ATTACK_METRICS = (
-    "clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean", "l2_median",
-    "linf_mean", "linf_max", "psnr_mean", "ssim_mean", "seconds_per_sample", "num_samples",
+    "selected_clean_accuracy", "robust_accuracy", "fooling_rate", "attack_success_rate", "l0_mean", "l2_mean",
+    "l2_median", "linf_mean", "linf_max", "psnr_mean", "ssim_mean", "seconds_per_sample", "num_samples",
 )  # fmt: skip
 IMAGE_ONLY_METRICS = ("psnr_mean", "ssim_mean")  # signals (ECG) have none
 HEATMAP_METRICS = ("dssim_mean", "dssim_max", "dssim_std", "pearson_mean", "spearman_mean", "com_shift_mean")

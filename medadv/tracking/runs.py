@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -16,8 +17,10 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import mlflow
+import pandas as pd
 from matplotlib.figure import Figure
-from mlflow.entities import Run
+from mlflow.entities import Run, RunStatus
+from mlflow.utils.string_utils import quote
 
 from medadv.data.base import Dataset
 from medadv.errors import MedadvError
@@ -30,6 +33,9 @@ STEP_TAG = "medadv.step"
 DATASET_TAG = "medadv.dataset"
 FINGERPRINT_TAG = "medadv.data_fingerprint"
 COMMIT_TAG = "mlflow.source.git.commit"
+# Params a step logs as it resolved them (the engine that ran, the attack run's model), not as given: the MLproject
+# leaves them undeclared, and an empty value given for one matches the run whatever the step chose.
+RESOLVED_PARAMS = {"attack": ("engine",), "gradcam": ("model", "dataset", "layer")}
 # What MLflow 3's UI reads to open an experiment on its model-training views, not the GenAI overview.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
@@ -109,8 +115,57 @@ def step_tags(step: str, dataset: Dataset | None = None) -> dict[str, str]:
 
 
 def param_text(value: Any) -> str:
-    """A param as `mlflow run` logs it from the MLproject: booleans as true/false, not Python's True/False."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """A param in the one form both launch paths log: `mlflow run`'s, which shell-quotes every value before it
+    logs it (MLflow 3.17's `EntryPoint.compute_parameters`): `''` for empty, `'a b'` for a value with a space;
+    booleans as true/false."""
+    return quote(str(value).lower() if isinstance(value, bool) else str(value))
+
+
+def param_value(text: str) -> str:
+    """A logged param read back as the value the step was given (`param_text` undone); one logged unquoted
+    (by runs from before) reads as it is."""
+    try:
+        words = shlex.split(text)
+    except ValueError:  # unbalanced quotes: not a quoted value
+        return text
+    return words[0] if len(words) == 1 and quote(words[0]) == text else text
+
+
+def same_param(logged: str, value: Any) -> bool:
+    """Whether a logged param records `value`: the same text, or the same number spelled otherwise
+    (`mlflow run -P learning_rate=1e-3` logs what the user typed)."""
+    if logged == param_text(value):
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return float(param_value(logged)) == float(value)
+    except ValueError:
+        return False
+
+
+def as_given(run: Run) -> Run:
+    """`run` with its params read back as the values its step was given (`param_value`), for the code that
+    reads them (attack resume, gradcam, evaluate)."""
+    proto = run.to_proto()
+    for param in proto.data.params:
+        param.value = param_value(param.value)
+    return Run.from_proto(proto)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended a step's run, now marked KILLED; the message says how to go on."""
+
+
+_SUMMARIES: dict[str, Mapping[str, Any] | pd.DataFrame] = {}
+
+
+def show_at_end(figures: Mapping[str, Any] | pd.DataFrame) -> None:
+    """The active run's headline figures, under their metric names: the command prints them, and where to look
+    at the run, as its last lines once the run has ended (after MLflow's own end-of-run lines)."""
+    run = mlflow.active_run()
+    assert run is not None, "show_at_end needs an active run"
+    _SUMMARIES[run.info.run_id] = figures
 
 
 @contextmanager
@@ -119,10 +174,12 @@ def start_step_run(
 ) -> Iterator[Run]:
     """Start (or resume, with `run_id`) a run for one entry point and say where to look at it.
 
-    A failure inside marks the run FAILED, so nothing half-done looks finished. Inside another run
-    (the `main` pipeline) the new run is nested under it. The run has one writer: a resume of a run
-    that a live process writes refuses (medadv.tracking.writer). `name` says what the run did in the runs
-    list (also for the run `mlflow run` opened, which would otherwise keep a random name).
+    A failure inside marks the run FAILED, so nothing half-done looks finished; Ctrl-C marks it KILLED and
+    raises `RunInterrupted`, which says how to resume it (steps whose params take a `run_id`) or start again.
+    Inside another run (the `main` pipeline) the new run is nested under it. The run has one writer: a resume
+    of a run that a live process writes refuses (medadv.tracking.writer). `name` says what the run did in the
+    runs list (also for the run `mlflow run` opened, which would otherwise keep a random name). Figures given to
+    `show_at_end` are printed when the run has ended.
     """
     nested = mlflow.active_run() is not None
     existing = run_id or (None if nested else os.environ.get("MLFLOW_RUN_ID"))  # `mlflow run` may resume one
@@ -131,25 +188,59 @@ def start_step_run(
         mlflow.start_run(run_id=run_id, tags=step_tags(step), nested=nested) as run,
         writer_lock.hold(run.info.run_id, writer),
     ):
-        # A resumed run, or the run `mlflow run` opened, may hold some already (in its own spelling).
-        logged = mlflow.get_run(run.info.run_id).data.params
-        mlflow.log_params({key: param_text(value) for key, value in params.items() if key not in logged})
-        if name:
-            mlflow.set_tag("mlflow.runName", name)
-            run = mlflow.get_run(run.info.run_id)
-        print_banner(step, run)
-        yield run
+        try:
+            # A resumed run, or the run `mlflow run` opened, holds some already (in the same form, see param_text).
+            logged = mlflow.get_run(run.info.run_id).data.params
+            mlflow.log_params({key: param_text(value) for key, value in params.items() if key not in logged})
+            if name:
+                mlflow.set_tag("mlflow.runName", name)
+                run = mlflow.get_run(run.info.run_id)
+            print_banner(step, run)
+            yield run
+        except KeyboardInterrupt as interrupt:
+            _SUMMARIES.pop(run.info.run_id, None)
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            if isinstance(interrupt, RunInterrupted):  # a nested step's: its line says how to go on
+                raise
+            how = f"resume it with --run_id {run.info.run_id}" if "run_id" in params else "run the command again"
+            raise RunInterrupted(f"interrupted: run {run.info.run_id} marked KILLED; {how}") from None
+    figures = _SUMMARIES.pop(run.info.run_id, None)
+    if figures is not None:
+        print_summary(step, run, figures)
+
+
+def where_to_look(run: Run) -> str:
+    """The run's page in the MLflow UI (for a local store: the command that serves it, then the page)."""
+    uri = mlflow.get_tracking_uri()
+    page = f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"view it: {uri.rstrip('/')}/{page}"
+    return f"view it: mlflow ui --backend-store-uri {uri}, then open http://127.0.0.1:5000/{page}"
 
 
 def print_banner(step: str, run: Run) -> None:
-    uri = mlflow.get_tracking_uri()
     experiment_id = run.info.experiment_id
+    uri = mlflow.get_tracking_uri()
     print(f"medadv {step}: run {run.info.run_name} ({run.info.run_id}), experiment {experiment_id}, store {uri}")
-    if uri.startswith(("http://", "https://")):
-        print(f"  view it: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run.info.run_id}")
-    else:
-        print(f"  view it: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
+    print(f"  {where_to_look(run)}")
     sys.stdout.flush()
+
+
+def print_summary(step: str, run: Run, figures: Mapping[str, Any] | pd.DataFrame) -> None:
+    """A finished step's last lines: what ran, its headline figures (a table, or one line of name value), where
+    to look."""
+    print(f"medadv {step} finished: {run.info.run_name} ({run.info.run_id})")
+    if isinstance(figures, pd.DataFrame):
+        table = figures.to_string(index=False, float_format=_figure_text, na_rep="-")
+        print("\n".join(f"  {line}" for line in table.splitlines()))
+    else:
+        print("  " + "  ".join(f"{key} {_figure_text(value)}" for key, value in figures.items()))
+    print(f"  {where_to_look(run)}")
+    sys.stdout.flush()
+
+
+def _figure_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def log_dataset(dataset: Dataset, context: str) -> None:
@@ -186,9 +277,10 @@ def find_finished_run(step: str, params: Mapping[str, Any]) -> Run | None:
         filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
         output_format="list",
     )
-    wanted = {key: param_text(value) for key, value in params.items()}
+    wanted = {key: value for key, value in params.items() if value != "" or key not in RESOLVED_PARAMS.get(step, ())}
     for run in runs:
         same_code = commit is None or run.data.tags.get(COMMIT_TAG) == commit
-        if same_code and all(run.data.params.get(key) == value for key, value in wanted.items()):
+        logged = run.data.params
+        if same_code and all(key in logged and same_param(logged[key], value) for key, value in wanted.items()):
             return run
     return None
