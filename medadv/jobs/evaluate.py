@@ -39,6 +39,7 @@ from medadv.metrics import success_matrix, summarize, wilson_interval
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import ModelError
 from medadv.report import Section, eps_curves, matrix_heatmap, render_report, short_model
+from medadv.settings import EvaluateSettings
 from medadv.tracking.registry import load_model, model_label
 from medadv.tracking.runs import STEP_TAG, artifact_dir, connect, start_step_run
 
@@ -66,14 +67,6 @@ TRANSFER_FILE = "transfer.csv"
 
 class EvaluateError(ValueError):
     """An experiment or filter that cannot be evaluated; raised before the evaluate run starts."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvaluateSettings:
-    """Parameters of the `evaluate` entry point (the MLproject declares the same, with the same defaults)."""
-
-    experiment_name: str = ""  # the experiment to compare; empty: the one this run is logged to
-    filter: str = ""  # MLflow filter ANDed to each step's, e.g. "params.dataset = 'pneumoniamnist'"
 
 
 def evaluate(settings: EvaluateSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
