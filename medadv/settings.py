@@ -96,10 +96,10 @@ class TrainSettings:
     def check(self) -> None:
         """Names, option strings and the data folder: what can be refused before TensorFlow is imported."""
         check_name("architecture", self.arch, ARCHITECTURE_NAMES)
-        check_data(self.dataset, self.data_dir, self.data_options)
         check_key_values(
             arch_options=self.arch_options, generator_options=self.generator_options, attack_params=self.attack_params
         )
+        check_data(self.dataset, self.data_dir, self.data_options)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,8 +152,8 @@ class AttackSettings:
     def check(self) -> None:
         """Names, option strings and the data folder: what can be refused before TensorFlow is imported."""
         check_name("attack", self.attack, ATTACK_NAMES)
-        check_data(self.dataset, self.data_dir, self.data_options)
         check_key_values(attack_params=self.attack_params)
+        check_data(self.dataset, self.data_dir, self.data_options)
 
 
 @dataclass(frozen=True, kw_only=True)
