@@ -9,9 +9,10 @@ stopped with its workers):
       toward the 3 other classes), on an untrained tiny ECG ResNet, with a short budget (1 binary-search step
       of 20 iterations; the study's is 5 x 1000): a short budget makes logging's share larger, not smaller.
 The job's MLflow calls and the code that writes what they log (the progress and result `.npz` files, apart
-as "npz writes"; the figures, drawn and logged) are timed from the inside: each is wrapped by a stopwatch, and only the outermost timed call counts, so
-`log_figure` calling `mlflow.log_figure` counts once. Each workload's first batch is run once beforehand
-(not timed) so that TensorFlow's tracing is not counted as attack time. Goal: share <= 5%.
+as "npz writes"; the figures, drawn and logged) are timed from the inside: each is wrapped by a stopwatch,
+and only the outermost timed call counts, so `log_figure` calling `mlflow.log_figure` counts once. A short
+run of each workload goes first, untimed, so that TensorFlow's tracing is not counted as attack time.
+Goal: share <= 5%.
 RESULT: <workload>_<store>_share for the four runs and worst_share.
 """
 
