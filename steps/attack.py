@@ -1,9 +1,14 @@
 """`mlflow run . -e attack`: attack a registered victim and log every perturbation."""
 
-from _cli import parser_for, run_step, settings_from
+from _flags import settings_from_command_line
 
-from medadv.jobs.attack import AttackSettings, attack
+from medadv.settings import AttackSettings
 
 if __name__ == "__main__":
-    arguments = parser_for(AttackSettings, __doc__).parse_args()
-    run_step(lambda: attack(settings_from(arguments, AttackSettings), arguments.tracking_uri, arguments.experiment))
+    settings, arguments = settings_from_command_line(AttackSettings, __doc__)
+    # Only now, with the input checked, the imports that take seconds (TensorFlow, Keras, MLflow).
+    from _cli import run_step
+
+    from medadv.jobs.attack import attack
+
+    run_step(lambda: attack(settings, arguments.tracking_uri, arguments.experiment))

@@ -1,9 +1,14 @@
 """`mlflow run . -e evaluate`: compare an experiment's runs in one HTML report and tables, in a run of its own."""
 
-from _cli import parser_for, run_step, settings_from
+from _flags import settings_from_command_line
 
-from medadv.jobs.evaluate import EvaluateSettings, evaluate
+from medadv.settings import EvaluateSettings
 
 if __name__ == "__main__":
-    arguments = parser_for(EvaluateSettings, __doc__).parse_args()
-    run_step(lambda: evaluate(settings_from(arguments, EvaluateSettings), arguments.tracking_uri, arguments.experiment))
+    settings, arguments = settings_from_command_line(EvaluateSettings, __doc__)
+    # Only now, with the input checked, the imports that take seconds (TensorFlow, Keras, MLflow).
+    from _cli import run_step
+
+    from medadv.jobs.evaluate import evaluate
+
+    run_step(lambda: evaluate(settings, arguments.tracking_uri, arguments.experiment))

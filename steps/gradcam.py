@@ -1,9 +1,14 @@
 """`mlflow run . -e gradcam`: Grad-CAM of an attack run's clean and adversarial inputs, and how far they moved."""
 
-from _cli import parser_for, run_step, settings_from
+from _flags import settings_from_command_line
 
-from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.settings import GradcamSettings
 
 if __name__ == "__main__":
-    arguments = parser_for(GradcamSettings, __doc__).parse_args()
-    run_step(lambda: gradcam(settings_from(arguments, GradcamSettings), arguments.tracking_uri, arguments.experiment))
+    settings, arguments = settings_from_command_line(GradcamSettings, __doc__)
+    # Only now, with the input checked, the imports that take seconds (TensorFlow, Keras, MLflow).
+    from _cli import run_step
+
+    from medadv.jobs.gradcam import gradcam
+
+    run_step(lambda: gradcam(settings, arguments.tracking_uri, arguments.experiment))

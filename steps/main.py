@@ -1,9 +1,14 @@
 """`mlflow run . -e main`: the end-to-end demo on generated data, every step in this one process."""
 
-from _cli import parser_for, run_step, settings_from
+from _flags import settings_from_command_line
 
-from medadv.jobs.main import MainSettings, run_main
+from medadv.settings import MainSettings
 
 if __name__ == "__main__":
-    arguments = parser_for(MainSettings, __doc__).parse_args()
-    run_step(lambda: run_main(settings_from(arguments, MainSettings), arguments.tracking_uri, arguments.experiment))
+    settings, arguments = settings_from_command_line(MainSettings, __doc__)
+    # Only now, with the input checked, the imports that take seconds (TensorFlow, Keras, MLflow).
+    from _cli import run_step
+
+    from medadv.jobs.main import run_main
+
+    run_step(lambda: run_main(settings, arguments.tracking_uri, arguments.experiment))

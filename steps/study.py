@@ -1,9 +1,14 @@
 """`mlflow run . -e study -P name=ecgadv -P data_dir=../shared/data -P scale=smoke`: one study's protocol."""
 
-from _cli import parser_for, run_step, settings_from
+from _flags import settings_from_command_line
 
-from medadv.jobs.study import StudySettings, study
+from medadv.settings import StudySettings
 
 if __name__ == "__main__":
-    arguments = parser_for(StudySettings, __doc__).parse_args()
-    run_step(lambda: study(settings_from(arguments, StudySettings), arguments.tracking_uri, arguments.experiment))
+    settings, arguments = settings_from_command_line(StudySettings, __doc__)
+    # Only now, with the input checked, the imports that take seconds (TensorFlow, Keras, MLflow).
+    from _cli import run_step
+
+    from medadv.jobs.study import study
+
+    run_step(lambda: study(settings, arguments.tracking_uri, arguments.experiment))

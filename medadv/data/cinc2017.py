@@ -11,7 +11,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from medadv.data.base import DataError, Dataset, require_dir, select_split
 
@@ -68,6 +67,8 @@ def check_header(path: Path, signal: np.ndarray) -> float:
 
 def read_record(mat_path: Path) -> np.ndarray:
     """The raw int16 samples of one record, shape (n,)."""
+    import scipy.io  # here: a step's input checks import this module, and scipy.io alone takes most of a second
+
     if not mat_path.is_file():
         raise DataError(f"{mat_path}: record listed in the label file but not found")
     try:
@@ -183,6 +184,8 @@ def write_synthetic(
         record = f"S{index + 1:05d}"
         signal_mv = synthetic_ecg(label, rng.uniform(min_seconds, max_seconds), rng)
         val = np.clip(np.round(signal_mv * GAIN_PER_MV), -32768, 32767).astype(np.int16)[None, :]
+        import scipy.io  # see read_record
+
         scipy.io.savemat(root / f"{record}.mat", {"val": val}, format="4")
         write_header(root / f"{record}.hea", record, val.shape[1], rng)
         rows.append(f"{record},{label}\n")

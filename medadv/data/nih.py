@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from medadv.data.base import DataError, Dataset, check_split, split_of
 from medadv.data.kermany import blob, check_image_size, chest_radiograph, load_grey_images
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TASKS = ("pneumothorax", "cardiomegaly")
 TABLE_PATTERNS = ("Data_Entry_2017*.csv", "Data_Entry_2017*.csv.gz")
@@ -96,6 +99,8 @@ def write_synthetic(
                 Image.fromarray(synthetic_image(rng, findings, image_size)).save(image_dir / name)
             age, gender, view = int(rng.integers(20, 80)), str(rng.choice(["M", "F"])), str(rng.choice(["PA", "AP"]))
             rows.append([name, findings, follow_up, patient, age, gender, view, 2500, 2048, 0.143, 0.143])
+    import pandas as pd  # see _read_table
+
     pd.DataFrame(rows, columns=_ALL_COLUMNS).to_csv(root / "Data_Entry_2017_v2020.csv", index=False)
 
 
@@ -132,6 +137,8 @@ def _table_path(root: Path) -> Path:
 
 def _read_table(path: Path) -> pd.DataFrame:
     """The three columns the tasks need; reading only those keeps the 112,120-row table well under a second."""
+    import pandas as pd  # here: a step's input checks import this module, and pandas alone takes most of a second
+
     try:
         header = pd.read_csv(path, nrows=0).columns
         table = pd.read_csv(path, usecols=[column for column in COLUMNS if column in header], dtype={"Patient ID": str})

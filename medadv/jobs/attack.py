@@ -12,7 +12,7 @@ import tempfile
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import keras
 import mlflow
@@ -53,7 +53,7 @@ from medadv.metrics.similarity import check_ssim_method
 from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
 from medadv.options import parse_params
-from medadv.ranges import SEED_MAX, Bounds, check_ranges
+from medadv.settings import AttackSettings
 from medadv.tracking.registry import PinnedModel, load_generators, load_model, pin_model, trained_on
 from medadv.tracking.runs import as_given, connect, log_dataset, log_figure, same_param, show_at_end, start_step_run
 from medadv.tracking.writer import check_free
@@ -62,45 +62,6 @@ PROGRESS = "progress"
 RESULT_FILE = "attack_result.npz"
 TABLE_FILE = "samples.parquet"
 HEADLINE_METRICS = ("fooling_rate", "robust_accuracy", "attack_success_rate", "linf_mean", "l2_mean")
-
-
-@dataclass(frozen=True, kw_only=True)
-class AttackSettings:
-    """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults, but for the
-    ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
-
-    model: str = ""  # models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a path
-    dataset: str = "cinc2017"
-    data_dir: str = ""
-    data_options: str = ""
-    split: str = "test"
-    attack: str = "pgd"
-    attack_params: str = ""  # e.g. "eps=0.05,eps_step=0.01,max_iter=20"; target=-1 for every other class
-    engine: str = ""  # empty: the attack's default ("native" for fgsm/bim/pgd, else "art"); the run logs the one used
-    num_samples: int = 0  # 0: all selected samples
-    per_class: str = ""  # e.g. "360,360,360,220" (ECGadv's study): the first n of each class instead of num_samples
-    selection: str = "correct"  # correct (ECGadv) | balanced (Grad-Attacks) | first_last (foe) | all (DeepCustom)
-    batch_size: int = 0  # 0: chosen from the input size
-    seed: int = 0
-    shard: str = "0/1"  # i/n: this run attacks the i-th of n shares
-    generators: str = ""  # dgn: the run id of a generator set (`train` with mode=generator)
-    transfer_to: str = ""  # space-separated model URIs trained on this data set, to replay the adversarials on
-    transfer_any_task: bool = False  # true: also targets trained on another data set (their labels must be this data's)
-    defense: str = ""  # ECG: bandpass|notch|median|wavelet in front of the victim and the transfer targets
-    parent_run_id: str = ""  # groups the shards of one sharded attack
-    run_id: str = ""  # resume this (killed or failed) run
-    universal_positions: int = 100  # ecgadv_type2: random positions per record in the universal evaluation
-    universal_min_length: int = 0  # ecgadv_type2: shortest record evaluated; 0: the input length (9000 = 30 s)
-    universal_records: str = "correct"  # ecgadv_type2: source records the victim gets right (the study's), or all
-    ssim: str = "tf"  # tf (Grad-Attacks' tf.image.ssim, 11x11 Gaussian window) or skimage (7x7 uniform window)
-
-    RANGES: ClassVar[dict[str, Bounds]] = {
-        "num_samples": (0, None), "batch_size": (0, None), "seed": (0, SEED_MAX),
-        "universal_positions": (1, None), "universal_min_length": (0, None),
-    }  # fmt: skip
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
 
 def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:

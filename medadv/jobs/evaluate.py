@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from medadv.report.html import Section
 from medadv.report.records import Example, Heatmaps, ModelRecord, RunRecord, UnavailableModel, model_uris, needs
 from medadv.report.sections import choose_examples, example_images, report_sections
 from medadv.report.tables import compare, headline_table
+from medadv.settings import EvaluateSettings
 from medadv.tracking.registry import load_model
 from medadv.tracking.runs import STEP_TAG, artifact_dir, as_given, connect, show_at_end, start_step_run
 
@@ -64,14 +65,6 @@ _GRADCAM_FIGURE = "figures/overlays.png"
 
 class EvaluateError(MedadvError):
     """An experiment or filter that cannot be evaluated; raised before the evaluate run starts."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvaluateSettings:
-    """Parameters of the `evaluate` entry point (the MLproject declares the same, with the same defaults)."""
-
-    experiment_name: str = ""  # the experiment to compare; empty: the one this run is logged to
-    filter: str = ""  # MLflow filter ANDed to each step's, e.g. "params.dataset = 'pneumoniamnist'"
 
 
 def evaluate(settings: EvaluateSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import mlflow
@@ -19,12 +19,10 @@ from medadv.data.base import Dataset
 from medadv.defenses import DefenseError
 from medadv.models import check_victim
 from medadv.options import parse_options
+from medadv.settings import TrainSettings
 from medadv.tracking.names import budget
 from medadv.tracking.registry import PinnedModel, load_model, pin_model, pip_requirements
 from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
-
-if TYPE_CHECKING:
-    from medadv.jobs.train import TrainSettings
 
 CLASS_TAG = "medadv.class_index"
 LOSS_TAG = "medadv.generator_loss"

@@ -8,9 +8,9 @@ predictions only.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -24,43 +24,12 @@ from medadv.explain import Explainer, ExplainError, overlay_figure, target_class
 from medadv.jobs.attack import RESULT_FILE
 from medadv.metrics.heatmap import heatmap_summary, heatmap_table
 from medadv.metrics.similarity import check_ssim_method
-from medadv.ranges import Bounds, check_ranges
+from medadv.settings import GradcamSettings
 from medadv.tracking.registry import load_model, pin_model
 from medadv.tracking.runs import STEP_TAG, as_given, connect, log_figure, show_at_end, start_step_run
 
 HEATMAP_FILE = "heatmaps.npz"
 TABLE_FILE = "heatmaps.parquet"
-
-
-@dataclass(frozen=True, kw_only=True)
-class GradcamSettings:
-    """Parameters of the `gradcam` entry point (the MLproject declares the same, with the same defaults, but for the
-    ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
-
-    attack_run_id: str = ""  # explain this attack run's clean and adversarial inputs
-    model: str = ""  # or: explain clean predictions of this model ...
-    dataset: str = "cinc2017"  # ... on this data set
-    data_dir: str = ""
-    data_options: str = ""
-    split: str = "test"
-    num_samples: int = 16
-    method: str = "gradcam"  # gradcam, gradcam++ or scorecam
-    layer: str = ""  # empty: the study's layer for resnet50v2, else the last convolution; recorded
-    explain_class: str = "clean"  # clean, adversarial or true (one class for both maps), or own (each its own)
-    on: str = "map"  # compare the heatmaps themselves, or colour overlays as the study did
-    ssim: str = "tf"  # DSSIM's SSIM: tf (Grad-Attacks' tf.image.ssim, 11x11 Gaussian) or skimage (7x7 uniform)
-    iou_top_percent: float = 20.0
-    batch_size: int = 32
-    engine: str = "tf-keras-vis"  # or compiled: the same Grad-CAM maps in one tf.function (method gradcam only)
-
-    RANGES: ClassVar[dict[str, Bounds]] = {
-        "num_samples": (0, None),
-        "iou_top_percent": (1e-6, 100.0),
-        "batch_size": (1, None),
-    }
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
 
 def gradcam(settings: GradcamSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:

@@ -4,36 +4,17 @@ parent run and reused when a finished run with the same parameters and code vers
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from typing import Any, ClassVar
+from dataclasses import asdict, replace
+from typing import Any
 
 import mlflow
 
-from medadv.jobs.attack import AttackSettings, attack
-from medadv.jobs.evaluate import EvaluateSettings, evaluate
-from medadv.jobs.gradcam import GradcamSettings, gradcam
-from medadv.jobs.train import TrainSettings, train
-from medadv.ranges import Bounds, check_ranges
+from medadv.jobs.attack import attack
+from medadv.jobs.evaluate import evaluate
+from medadv.jobs.gradcam import gradcam
+from medadv.jobs.train import train
+from medadv.settings import AttackSettings, EvaluateSettings, GradcamSettings, MainSettings, TrainSettings
 from medadv.tracking.runs import connect, find_finished_run, start_step_run
-
-
-@dataclass(frozen=True, kw_only=True)
-class MainSettings:
-    """The demo's size knobs: the defaults finish in minutes on 2 CPU cores with generated data."""
-
-    ecg_length: int = 3000  # samples per record at 300 Hz (the study uses 9000)
-    epochs: int = 8
-    records: int = 4  # records per attack (ECGadv attacks each toward the 3 other classes)
-    ecgadv_iterations: int = 200  # per binary-search step (the study: 1000)
-    ecgadv_search_steps: int = 2  # binary-search steps over c (the study: 5, from c = 0.01)
-
-    RANGES: ClassVar[dict[str, Bounds]] = {
-        "ecg_length": (300, None), "epochs": (1, None), "records": (1, None),
-        "ecgadv_iterations": (1, None), "ecgadv_search_steps": (1, None),
-    }  # fmt: skip
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
 
 def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:

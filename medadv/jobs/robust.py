@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import keras
 import mlflow
@@ -25,12 +24,10 @@ from medadv.defenses import (
 )
 from medadv.jobs.generators import LOSS_TAG, victim_and_splits
 from medadv.options import parse_params
+from medadv.settings import TrainSettings
 from medadv.tracking.names import budget
 from medadv.tracking.registry import default_model_name, load_generators, log_victim, register
 from medadv.tracking.runs import STEP_TAG, log_dataset, show_at_end, start_step_run
-
-if TYPE_CHECKING:
-    from medadv.jobs.train import TrainSettings
 
 # robust method -> the attack whose settings (`attack_params`) it trains against
 ROBUST_METHODS = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ import mlflow
 import pandas as pd
 
 from medadv.data import Dataset, load_dataset, loader_options
-from medadv.jobs.attack import AttackSettings, attack
-from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.jobs.attack import attack
+from medadv.jobs.gradcam import gradcam
 from medadv.jobs.main import reusing_step
-from medadv.jobs.train import TrainSettings, train
+from medadv.jobs.train import train
 from medadv.report.html import Section, render_report
+from medadv.settings import AttackSettings, GradcamSettings, StudySettings, TrainSettings
 from medadv.studies import (
     DataNeed,
     DeepCustomProtocol,
@@ -44,16 +45,6 @@ COLUMNS = ("figure", "paper_value", "medadv_value", "settings", "n")
 PAPER_DEEPFOOL_FOOLING_RATE = {"pneumoniamnist": 0.93, "chest_xray": 0.93, "oct2017": 0.96}
 PAPER_TARGET_ACCURACY = {"mnist": 0.9656, "cifar10": 0.7075}
 PAPER_BEST_DGN_ROBUST_ACCURACY = 0.0913
-
-
-@dataclass(frozen=True, kw_only=True)
-class StudySettings:
-    """Parameters of the `study` entry point (the MLproject declares the same, with the same defaults)."""
-
-    name: str = "ecgadv"  # ecgadv, grad_attacks, foe or deepcustom
-    data_dir: str = ""  # the folder holding the study's real data sets (../shared/data); empty: generated data
-    scale: str = "smoke"  # smoke: the same protocol in minutes on a CPU; paper: the study's full budget
-    options: str = ""  # overrides of the protocol's settings, e.g. "victim.epochs=1,samples=4" (tiny test runs)
 
 
 Row = dict[str, Any]

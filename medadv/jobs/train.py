@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import ClassVar
+from dataclasses import asdict
 
 import keras
 import mlflow
@@ -16,48 +15,10 @@ from medadv.metrics.classification import classification_scores, confusion_figur
 from medadv.models import architecture, build_model, check_victim
 from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
 from medadv.options import parse_options
-from medadv.ranges import SEED_MAX, Bounds, check_ranges
+from medadv.settings import TrainSettings
 from medadv.tracking.names import check_registration
 from medadv.tracking.registry import default_model_name, log_victim, register
 from medadv.tracking.runs import connect, log_dataset, log_figure, show_at_end, start_step_run
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainSettings:
-    """Parameters of the `train` entry point (the MLproject declares the same, with the same defaults)."""
-
-    mode: str = "victim"  # victim, generator (per-class CAE generators) or robust (adversarial training)
-    dataset: str = "cinc2017"
-    data_dir: str = ""  # empty: a synthetic set in the real format, generated under .medadv/
-    data_options: str = ""  # e.g. "length=3000" for CinC, "image_size=64" for image folders
-    arch: str = "ecg_resnet"
-    arch_options: str = ""  # e.g. "num_blocks=4,base_filters=8" for a tiny ECG ResNet
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    mixup_alpha: float = 0.0  # 0.2 for mixup augmentation
-    model_name: str = ""  # empty: medadv-<dataset>-<arch>
-    alias: str = "candidate"  # "champion" to promote directly
-    # mode=generator and mode=robust
-    victim: str = ""  # the model to attack / harden: models:/NAME@ALIAS, runs:/ID/model or a path
-    generator_loss: str = "lrp"  # lrp, nce or suspiciousness
-    generator_options: str = ""  # e.g. "top_k=20,alpha=0.5,eps=0.3"
-    method: str = ""  # robust: fgsm, pgd, pgd_online, dgn_lrp, dgn_nce or dgn_suspiciousness
-    attack_params: str = ""  # robust: the attack's settings, e.g. "eps=0.3,eps_step=0.01,max_iter=20"
-    generators: str = ""  # robust with dgn_*: the run id of a generator set
-    trainer: str = "gf"  # robust with fgsm/pgd: gf (DeepCustom's mixed loss on pairs crafted against the victim) or art
-    adversarial_ratio: float = 0.5  # weight of the clean loss in Goodfellow's mixed loss
-    from_scratch: bool = True  # False: fine-tune the victim's weights
-
-    RANGES: ClassVar[dict[str, Bounds]] = {
-        "epochs": (1, None), "batch_size": (1, None), "learning_rate": (1e-12, None), "seed": (0, SEED_MAX),
-        "mixup_alpha": (0.0, None), "adversarial_ratio": (0.0, 1.0),
-    }  # fmt: skip
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-
 
 MODES = ("victim", "generator", "robust")
 
