@@ -27,15 +27,16 @@ from mlflow.entities import ViewType
 from mlflow_server import REPO, free_port, mlflow_server, run_step, step_env
 
 from medadv.attacks.result import AttackResult
+from medadv.contract import ATTACK_RESULT, PERTURBATION_FIGURE, SAMPLES_TABLE
 from medadv.data import cinc2017
-from medadv.jobs.attack import RESULT_FILE, TABLE_FILE, AttackSettings, attack
+from medadv.jobs.attack import AttackSettings, attack
 from medadv.models import build_model
 from medadv.report.tables import ATTACK_METRICS
 from medadv.tracking.registry import load_model
 
 pytestmark = pytest.mark.slow
 RELIABILITY = "reliability"  # this file's runs on the session server, apart from the runs other tests count
-ATTACK_ARTIFACTS = {RESULT_FILE, TABLE_FILE, "figures/perturbations.png"}
+ATTACK_ARTIFACTS = {ATTACK_RESULT, SAMPLES_TABLE, PERTURBATION_FIGURE}
 PROGRESS_FILES = "progress"
 
 
@@ -53,7 +54,7 @@ def _artifact_paths(client: mlflow.MlflowClient, run_id: str, folder: str | None
 
 
 def _result(client: mlflow.MlflowClient, run_id: str, folder: Path) -> AttackResult:
-    return AttackResult.load(Path(client.download_artifacts(run_id, RESULT_FILE, str(folder))))
+    return AttackResult.load(Path(client.download_artifacts(run_id, ATTACK_RESULT, str(folder))))
 
 
 @pytest.fixture(scope="module")

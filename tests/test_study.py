@@ -10,7 +10,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from medadv.jobs.study import COLUMNS, TABLE_FILE, StudySettings, study
+from medadv.contract import REPORT, STUDY_TABLE
+from medadv.jobs.study import COLUMNS, StudySettings, study
 from medadv.studies import ECGadvProtocol, StudyError, missing_data, protocol
 
 # The smoke protocols cut to seconds: the same grids, fewer epochs, iterations and samples.
@@ -50,7 +51,7 @@ HEADLINES = {
 
 
 def _table(run_id: str, folder: Path) -> pd.DataFrame:
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TABLE_FILE, dst_path=str(folder))
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=STUDY_TABLE, dst_path=str(folder))
     return pd.read_csv(local)
 
 
@@ -81,7 +82,7 @@ def test_study_runs_its_protocol_as_nested_runs_with_one_table(
     assert {run.data.tags.get("mlflow.parentRunId") for run in children if run.data.tags["medadv.step"] != "gradcam"
             and run.data.tags["medadv.step"] != "generator_class"} == {parent}  # fmt: skip
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent)}
-    assert {TABLE_FILE, "report.html"} <= artifacts
+    assert {STUDY_TABLE, REPORT} <= artifacts
 
 
 @pytest.mark.slow

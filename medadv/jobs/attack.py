@@ -44,6 +44,24 @@ from medadv.attacks.runner import (
     predict,
     select_samples,
 )
+from medadv.contract import (
+    ATTACK_RESULT,
+    ATTACK_TAG,
+    BATCH_SIZE_TAG,
+    ECG_OVERLAY_FIGURE,
+    ENGINE_TAG,
+    MODEL_VERSION_PARAM,
+    PERTURBATION_FIGURE,
+    PROGRESS,
+    SAMPLES_TABLE,
+    SHARD_TAG,
+    SPLIT_TAG,
+    STEP_TAG,
+    SUCCESS_MATRIX,
+    TARGETED_TAG,
+    TRANSFER_TABLE,
+    TRANSFER_VERSIONS_PARAM,
+)
 from medadv.data import load_dataset, loader_options
 from medadv.data.base import Dataset
 from medadv.defenses.ecg_filters import check_defense, defended, defense_evaluation
@@ -58,9 +76,6 @@ from medadv.tracking.registry import PinnedModel, load_generators, load_model, p
 from medadv.tracking.runs import as_given, connect, log_dataset, log_figure, same_param, show_at_end, start_step_run
 from medadv.tracking.writer import check_free
 
-PROGRESS = "progress"
-RESULT_FILE = "attack_result.npz"
-TABLE_FILE = "samples.parquet"
 HEADLINE_METRICS = ("fooling_rate", "robust_accuracy", "attack_success_rate", "linf_mean", "l2_mean")
 
 
@@ -207,19 +222,19 @@ def _params(settings: AttackSettings, config: AttackConfig, models: _Models) -> 
     config_params = {
         (f"attack_{f.name}" if f.name in asdict(settings) else f.name): getattr(config, f.name) for f in fields(config)
     }
-    lineage = {"model_version_uri": models.pinned.uri, "transfer_to_versions": " ".join(models.target_uris)}
+    lineage = {MODEL_VERSION_PARAM: models.pinned.uri, TRANSFER_VERSIONS_PARAM: " ".join(models.target_uris)}
     used = {"engine": _engine_used(settings)}  # the param says the engine that ran, not the (maybe empty) flag
     return asdict(settings) | used | config_params | lineage
 
 
 def _tags(settings: AttackSettings, inputs: _Inputs, pinned: PinnedModel, crafting: _Crafting) -> dict[str, str]:
     return pinned.tags() | {
-        "medadv.engine": crafting.engine or inputs.spec.default_engine,
-        "medadv.batch_size": str(crafting.batch_size),
-        "medadv.attack": settings.attack,
-        "medadv.split": settings.split,
-        "medadv.shard": settings.shard,
-        "medadv.targeted": str(inputs.config.targeted).lower(),
+        ENGINE_TAG: crafting.engine or inputs.spec.default_engine,
+        BATCH_SIZE_TAG: str(crafting.batch_size),
+        ATTACK_TAG: settings.attack,
+        SPLIT_TAG: settings.split,
+        SHARD_TAG: settings.shard,
+        TARGETED_TAG: str(inputs.config.targeted).lower(),
         # The shards of one attack nest under their parent run in the MLflow UI.
         **({"mlflow.parentRunId": settings.parent_run_id} if settings.parent_run_id else {}),
     }
@@ -269,8 +284,8 @@ def _pinned_models(settings: AttackSettings, resumed: str | None) -> tuple[Pinne
     if resumed is None:
         return pin_model(settings.model), [pin_model(uri).uri for uri in settings.transfer_to.split()]
     params = as_given(mlflow.get_run(resumed)).data.params
-    model = pin_model(params.get("model_version_uri", settings.model))
-    return model, params.get("transfer_to_versions", settings.transfer_to).split()
+    model = pin_model(params.get(MODEL_VERSION_PARAM, settings.model))
+    return model, params.get(TRANSFER_VERSIONS_PARAM, settings.transfer_to).split()
 
 
 def _resumable_run(settings: AttackSettings) -> str | None:
@@ -281,7 +296,7 @@ def _resumable_run(settings: AttackSettings) -> str | None:
         run = mlflow.get_run(settings.run_id)
     except mlflow.exceptions.MlflowException:
         raise AttackError(f"run {settings.run_id} not found in {mlflow.get_tracking_uri()}") from None
-    if run.data.tags.get("medadv.step") != "attack":
+    if run.data.tags.get(STEP_TAG) != "attack":
         raise AttackError(f"run {settings.run_id} is not an attack run")
     if run.info.status == "FINISHED":
         raise AttackError(f"run {settings.run_id} already finished; nothing to resume")
@@ -314,8 +329,8 @@ def _download_progress(run_id: str, folder: Path) -> dict[int, AttackResult]:
 def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str) -> None:
     """The contract's artifacts, the summary metrics, the success matrix and the figures."""
     clip_range, class_names = samples.clip_range, samples.class_names
-    result.save(folder / RESULT_FILE)
-    mlflow.log_artifact(str(folder / RESULT_FILE))
+    result.save(folder / ATTACK_RESULT)
+    mlflow.log_artifact(str(folder / ATTACK_RESULT))
     table = per_sample_table(result, clip_range, ssim)
     metrics = summarize(result, clip_range, class_names, ssim)
     if samples.fs_hz is not None:  # ECG records: ECGadv's evaluation distances d_L2, d_smooth, d_smooth_l2
@@ -324,18 +339,18 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
             metrics[f"{name}_mean"] = float(np.mean(values))
         plausibility, plausibility_metrics = run_plausibility(result, samples)  # ECG: would a cardiologist notice?
         table, metrics = pd.concat([table, plausibility], axis=1), metrics | plausibility_metrics
-    table.to_parquet(folder / TABLE_FILE, index=False)
-    mlflow.log_artifact(str(folder / TABLE_FILE))
+    table.to_parquet(folder / SAMPLES_TABLE, index=False)
+    mlflow.log_artifact(str(folder / SAMPLES_TABLE))
     headline = {name: metrics[name] for name in HEADLINE_METRICS if name in metrics}
     mlflow.log_metrics(headline, synchronous=True)  # first, so the runs list and compare view show them first
     mlflow.log_metrics({name: value for name, value in metrics.items() if name not in headline}, synchronous=True)
     if (result.y_target >= 0).any():
         matrix = success_matrix(result, class_names)
-        matrix.to_csv(folder / "success_matrix.csv")
-        mlflow.log_artifact(str(folder / "success_matrix.csv"))
-    log_figure(perturbation_figure(result, class_names), "figures/perturbations.png")
+        matrix.to_csv(folder / SUCCESS_MATRIX)
+        mlflow.log_artifact(str(folder / SUCCESS_MATRIX))
+    log_figure(perturbation_figure(result, class_names), PERTURBATION_FIGURE)
     if samples.fs_hz is not None:
-        log_figure(ecg_overlay_figure(result, class_names), "figures/ecg_overlays.png")
+        log_figure(ecg_overlay_figure(result, class_names), ECG_OVERLAY_FIGURE)
     show_at_end(summary_table(result, class_names))
 
 
@@ -389,8 +404,8 @@ def _log_transfer(
         for uri, target in targets.items()
     }
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model")
-    table.to_csv(folder / "transfer.csv")
-    mlflow.log_artifact(str(folder / "transfer.csv"))
+    table.to_csv(folder / TRANSFER_TABLE)
+    mlflow.log_artifact(str(folder / TRANSFER_TABLE))
     mlflow.log_metric("transfer_success_rate_mean", float(table["transfer_success_rate"].mean()))
 
 

@@ -29,9 +29,19 @@ from mlflow.exceptions import MlflowException
 
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import predict
+from medadv.contract import (
+    ATTACK_RESULT,
+    ECG_OVERLAY_FIGURE,
+    EVALUATED_EXPERIMENT_TAG,
+    HEATMAPS,
+    OVERLAY_FIGURE,
+    PERTURBATION_FIGURE,
+    REPORT,
+    STEP_TAG,
+    SUCCESS_MATRIX,
+    TRANSFER_TABLE,
+)
 from medadv.errors import MedadvError
-from medadv.jobs.attack import RESULT_FILE
-from medadv.jobs.gradcam import HEATMAP_FILE
 from medadv.models import ModelError
 from medadv.report.files import write_report
 from medadv.report.html import Section
@@ -40,12 +50,9 @@ from medadv.report.sections import choose_examples, example_images, report_secti
 from medadv.report.tables import compare, headline_table
 from medadv.settings import EvaluateSettings
 from medadv.tracking.registry import load_model
-from medadv.tracking.runs import STEP_TAG, artifact_dir, as_given, connect, show_at_end, start_step_run
+from medadv.tracking.runs import artifact_dir, as_given, connect, show_at_end, start_step_run
 
-REPORT_FILE = "report.html"
 STEPS = ("train", "attack", "gradcam")
-SUCCESS_FILE = "success_matrix.csv"
-TRANSFER_FILE = "transfer.csv"
 
 
 def _table(path: Path) -> pd.DataFrame:
@@ -54,13 +61,12 @@ def _table(path: Path) -> pd.DataFrame:
 
 # The artifact behind each `RunRecord` field the report `needs`, and how it is read.
 _ARTIFACTS: dict[str, tuple[str, Callable[[Path], Any]]] = {
-    "result": (RESULT_FILE, AttackResult.load),
-    "success": (SUCCESS_FILE, _table),
-    "transfer": (TRANSFER_FILE, _table),
+    "result": (ATTACK_RESULT, AttackResult.load),
+    "success": (SUCCESS_MATRIX, _table),
+    "transfer": (TRANSFER_TABLE, _table),
 }
 # The figures the examples show, as the attack and gradcam runs log them.
-_ECG_FIGURE, _PERTURBATION_FIGURE = "figures/ecg_overlays.png", "figures/perturbations.png"
-_GRADCAM_FIGURE = "figures/overlays.png"
+_ECG_FIGURE, _PERTURBATION_FIGURE = ECG_OVERLAY_FIGURE, PERTURBATION_FIGURE
 
 
 class EvaluateError(MedadvError):
@@ -84,7 +90,7 @@ def evaluate(settings: EvaluateSettings, tracking_uri: str | None = None, experi
     name = f"evaluate · {settings.experiment_name or 'this experiment'}"
     with start_step_run("evaluate", asdict(settings), name=name) as run:
         evaluated = settings.experiment_name or mlflow.get_experiment(run.info.experiment_id).name
-        mlflow.set_tag("medadv.evaluated_experiment", evaluated)
+        mlflow.set_tag(EVALUATED_EXPERIMENT_TAG, evaluated)
         with tempfile.TemporaryDirectory(prefix="medadv-evaluate-") as downloads:
             tables, sections = Gatherer(Path(downloads)).report(runs)
         show_at_end(headline_table(tables["attacks"]))
@@ -96,8 +102,8 @@ def evaluate(settings: EvaluateSettings, tracking_uri: str | None = None, experi
             "evaluate run": run.info.run_id,
         } | ({"elsewhere": elsewhere} if elsewhere else {})
         with artifact_dir() as folder:
-            write_report(folder / REPORT_FILE, f"medadv evaluation: {evaluated}", sections, tables, facts)
-        report = mlflow.get_artifact_uri(REPORT_FILE)
+            write_report(folder / REPORT, f"medadv evaluation: {evaluated}", sections, tables, facts)
+        report = mlflow.get_artifact_uri(REPORT)
     print(f"report: {report}")  # after MLflow's own end-of-run lines, so it is the last thing printed
     return str(run.info.run_id)
 
@@ -215,13 +221,13 @@ class Gatherer:
         logged = {artifact.path for artifact in self.client.list_artifacts(attack.run_id, "figures")}
         if _ECG_FIGURE in logged:
             overlays = self._download(attack.run_id, _ECG_FIGURE).read_bytes()
-            explained = None if gradcam is None else self._download(gradcam.run_id, _GRADCAM_FIGURE).read_bytes()
+            explained = None if gradcam is None else self._download(gradcam.run_id, OVERLAY_FIGURE).read_bytes()
             return Example(attack=attack, ecg_overlays=overlays, gradcam=explained)
         logged_images = _PERTURBATION_FIGURE in logged
         images = self._download(attack.run_id, _PERTURBATION_FIGURE).read_bytes() if logged_images else None
         if gradcam is None:
             return Example(attack=attack, perturbations=images)
-        with np.load(self._download(gradcam.run_id, HEATMAP_FILE), allow_pickle=False) as maps:
+        with np.load(self._download(gradcam.run_id, HEATMAPS), allow_pickle=False) as maps:
             heatmaps = Heatmaps(ids=maps["ids"], clean=maps["clean_maps"], adversarial=maps["adversarial_maps"])
-        result = AttackResult.load(self._download(attack.run_id, RESULT_FILE))
+        result = AttackResult.load(self._download(attack.run_id, ATTACK_RESULT))
         return Example(attack=attack, perturbations=images, result=result, heatmaps=heatmaps)

@@ -14,6 +14,7 @@ import numpy as np
 
 from medadv.attacks.dgn import DEFAULT_EPS, GeneratorConfig, generate, train_generator
 from medadv.attacks.runner import predict
+from medadv.contract import CLASS_TAG, GENERATOR_LOSS_TAG, LOSS_DETAILS
 from medadv.data import load_dataset, loader_options
 from medadv.data.base import Dataset
 from medadv.defenses import DefenseError
@@ -23,9 +24,6 @@ from medadv.settings import TrainSettings
 from medadv.tracking.names import budget
 from medadv.tracking.registry import PinnedModel, load_model, pin_model, pip_requirements
 from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
-
-CLASS_TAG = "medadv.class_index"
-LOSS_TAG = "medadv.generator_loss"
 
 
 def victim_and_splits(settings: TrainSettings) -> tuple[PinnedModel, keras.Model, dict[str, Dataset]]:
@@ -56,7 +54,7 @@ def train_generator_set(settings: TrainSettings) -> str:
     params = asdict(settings) | {f"generator.{f.name}": getattr(config, f.name) for f in fields(config)}
     name = f"generators {config.loss}{budget(config)} · {pinned.short}"
     with start_step_run("generator", params | {"victim_version_uri": pinned.uri}, name=name) as run:
-        mlflow.set_tag(LOSS_TAG, config.loss)
+        mlflow.set_tag(GENERATOR_LOSS_TAG, config.loss)
         log_dataset(train, context="training")
         generators = {}
         for class_index in np.unique(train.y):
@@ -69,8 +67,8 @@ def train_generator_set(settings: TrainSettings) -> str:
                     mlflow.log_metric("loss", loss, step=epoch, synchronous=False)
                 with tempfile.TemporaryDirectory() as folder:
                     details: dict[str, Any] = dict(trained.details)
-                    np.savez_compressed(Path(folder) / "loss_details.npz", **details)
-                    mlflow.log_artifact(str(Path(folder) / "loss_details.npz"))
+                    np.savez_compressed(Path(folder) / LOSS_DETAILS, **details)
+                    mlflow.log_artifact(str(Path(folder) / LOSS_DETAILS))
                 mlflow.keras.log_model(trained.model, name="generator", pip_requirements=pip_requirements())
                 generators[int(class_index)] = trained.model
         test = splits["test"]

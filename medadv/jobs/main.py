@@ -9,6 +9,7 @@ from typing import Any
 
 import mlflow
 
+from medadv.contract import REPORT
 from medadv.jobs.attack import attack
 from medadv.jobs.evaluate import evaluate
 from medadv.jobs.gradcam import gradcam
@@ -51,7 +52,7 @@ def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment
         step("gradcam", gradcam, GradcamSettings(attack_run_id=pgd_run))
         step("train", train, robust)
         report = evaluate(EvaluateSettings(), uri, experiment)  # always anew: it reads every run so far
-        report_uri = mlflow.get_run(report).info.artifact_uri + "/report.html"
+        report_uri = mlflow.get_run(report).info.artifact_uri + f"/{REPORT}"
         print(f"\nDone. The report: {report_uri}")
         print(f"Browse every run: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)")
         print("Experiment 'medadv': the demo's parent run holds the train, attack, gradcam and evaluate runs.")

@@ -13,6 +13,14 @@ from medadv.attacks import AttackConfig, make_attack, parse_config
 from medadv.attacks.dgn import DEFAULT_EPS, DGNConfig, generate
 from medadv.attacks.native import FGSMConfig, PGDConfig
 from medadv.attacks.runner import predict
+from medadv.contract import (
+    GENERATOR_LOSS_TAG,
+    MODEL_VERSION_TAG,
+    REGISTERED_MODEL_TAG,
+    ROBUST_TRAINER_TAG,
+    STEP_TAG,
+    TRAINING_METHOD_TAG,
+)
 from medadv.data.base import Dataset
 from medadv.defenses import (
     TRAINERS,
@@ -22,12 +30,12 @@ from medadv.defenses import (
     train_on_adversarial_data,
     train_with_online_pgd,
 )
-from medadv.jobs.generators import LOSS_TAG, victim_and_splits
+from medadv.jobs.generators import victim_and_splits
 from medadv.options import parse_params
 from medadv.settings import TrainSettings
 from medadv.tracking.names import budget
 from medadv.tracking.registry import default_model_name, load_generators, log_victim, register
-from medadv.tracking.runs import STEP_TAG, log_dataset, show_at_end, start_step_run
+from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
 
 # robust method -> the attack whose settings (`attack_params`) it trains against
 ROBUST_METHODS = {
@@ -64,7 +72,7 @@ def train_robust(settings: TrainSettings) -> str:
     params = asdict(settings) | {"training_method": settings.method, "victim_version_uri": pinned.uri}
     run_name = f"robust {settings.method}{budget(attack_config)} · {pinned.short}"
     with start_step_run("train", params, name=run_name) as run:
-        mlflow.set_tag("medadv.training_method", settings.method)
+        mlflow.set_tag(TRAINING_METHOD_TAG, settings.method)
         log_dataset(train, context="training")
         if isinstance(attack_config, DGNConfig):
             x_adv = generate(generators, train.x, train.y, eps=attack_config.eps, clip_range=train.clip_range)
@@ -74,7 +82,7 @@ def train_robust(settings: TrainSettings) -> str:
             trained = train_with_online_pgd(victim, train.x, train.y, attack_config, train.clip_range, adversarial)
         else:
             assert isinstance(attack_config, FGSMConfig)
-            mlflow.set_tag("medadv.robust_trainer", settings.trainer)
+            mlflow.set_tag(ROBUST_TRAINER_TAG, settings.trainer)
             trainer = TRAINERS[settings.trainer]
             trained = trainer(victim, train.x, train.y, attack_config, train.clip_range, adversarial)
         for epoch, loss in enumerate(trained.losses):
@@ -94,7 +102,7 @@ def train_robust(settings: TrainSettings) -> str:
                 "threat_model": f"{attack_name} {attack_params}", "victim": pinned.uri, "run_id": run.info.run_id,
             },
         )  # fmt: skip
-        mlflow.set_tags({"medadv.registered_model": name, "medadv.model_version": version})
+        mlflow.set_tags({REGISTERED_MODEL_TAG: name, MODEL_VERSION_TAG: version})
         print(f"registered {name} version {version} as models:/{name}@{settings.alias}")
         shown = ("clean_accuracy", "robust_accuracy", "victim_robust_accuracy", "robust_accuracy_gain")
         show_at_end({key: metrics[key] for key in shown} | {"model": f"models:/{name}/{version}"})
@@ -109,7 +117,7 @@ def _generators_for(settings: TrainSettings) -> dict[int, keras.Model]:
         )
     run = mlflow.get_run(settings.generators)
     loss = settings.method.removeprefix("dgn_")
-    if run.data.tags.get(STEP_TAG) != "generator" or run.data.tags.get(LOSS_TAG) != loss:
+    if run.data.tags.get(STEP_TAG) != "generator" or run.data.tags.get(GENERATOR_LOSS_TAG) != loss:
         raise DefenseError(f"run {settings.generators} is not a generator set trained with the {loss} loss")
     return load_generators(settings.generators)
 

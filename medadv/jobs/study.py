@@ -19,6 +19,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from medadv.contract import REPORT, STUDY_TABLE, TRANSFER_TABLE
 from medadv.data import Dataset, load_dataset, loader_options
 from medadv.jobs.attack import attack
 from medadv.jobs.gradcam import gradcam
@@ -39,7 +40,6 @@ from medadv.studies import (
 )
 from medadv.tracking.runs import connect, start_step_run
 
-TABLE_FILE = "study_table.csv"
 COLUMNS = ("figure", "paper_value", "medadv_value", "settings", "n")
 # The papers' figures where the paper or the task's seed gives one.
 PAPER_DEEPFOOL_FOOLING_RATE = {"pneumoniamnist": 0.93, "chest_xray": 0.93, "oct2017": 0.96}
@@ -63,7 +63,7 @@ def study(settings: StudySettings, tracking_uri: str | None = None, experiment: 
         rows = RUNNERS[type(chosen)](chosen, steps)
         table = pd.DataFrame(rows, columns=list(COLUMNS))
         with tempfile.TemporaryDirectory(prefix="medadv-study-") as folder:
-            table.to_csv(Path(folder) / TABLE_FILE, index=False)
+            table.to_csv(Path(folder) / STUDY_TABLE, index=False)
             text = (
                 f"{chosen.title}, scale={settings.scale}{', options ' + settings.options if settings.options else ''}."
                 " paper_value: the paper's figure where the paper gives one; n: the samples behind medadv's value."
@@ -73,7 +73,7 @@ def study(settings: StudySettings, tracking_uri: str | None = None, experiment: 
                 [Section(title=chosen.title, text=text, tables={"study table": table})],
                 facts={"parent run": parent.info.run_id},
             )
-            (Path(folder) / "report.html").write_text(report)
+            (Path(folder) / REPORT).write_text(report)
             mlflow.log_artifacts(folder)
         print(table.to_string(index=False))
         return str(parent.info.run_id)
@@ -259,7 +259,7 @@ def _foe(p: FoeProtocol, steps: _Steps) -> list[Row]:
     )
     transfer_run, m = steps.attack(crafted)  # its transfer.csv holds the white-box PGD on the target beside
     with tempfile.TemporaryDirectory() as folder:
-        local = mlflow.artifacts.download_artifacts(run_id=transfer_run, artifact_path="transfer.csv", dst_path=folder)
+        local = mlflow.artifacts.download_artifacts(run_id=transfer_run, artifact_path=TRANSFER_TABLE, dst_path=folder)
         transfer = pd.read_csv(local).iloc[0]
     settings = (
         f"{p.victim.arch} per condition, {p.target.describe(steps.data_dir)} at {p.image_size} px; PGD {pgd};"

@@ -17,6 +17,7 @@ import pandas as pd
 
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import parse_shard
+from medadv.contract import ENGINE_TAG, MODEL_VERSION_PARAM, TARGETED_TAG, TRANSFER_VERSIONS_PARAM
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,13 +93,13 @@ def shard_of(record: RunRecord) -> tuple[int, int]:
 
 def model_of(record: RunRecord) -> str:
     """The model version the run used; runs logged before versions were pinned give their URI as it was."""
-    return record.params.get("model_version_uri") or record.params.get("model", "")
+    return record.params.get(MODEL_VERSION_PARAM) or record.params.get("model", "")
 
 
 def transfer_targets(record: RunRecord) -> list[str]:
     """The models the attack was replayed on: the versions it pinned, else (runs from before) the URIs given."""
     params = record.params
-    return params.get("transfer_to_versions", params.get("transfer_to", "")).split()
+    return params.get(TRANSFER_VERSIONS_PARAM, params.get("transfer_to", "")).split()
 
 
 def needs(record: RunRecord) -> tuple[str, ...]:
@@ -106,7 +107,7 @@ def needs(record: RunRecord) -> tuple[str, ...]:
     it with its siblings; an unsharded run's success matrix (targeted) and transfer table, as logged."""
     if shard_of(record)[1] > 1:
         return ("result",)
-    targeted = ("success",) if record.tags.get("medadv.targeted") == "true" else ()
+    targeted = ("success",) if record.tags.get(TARGETED_TAG) == "true" else ()
     return targeted + (("transfer",) if transfer_targets(record) else ())
 
 
@@ -163,7 +164,7 @@ def describe(record: RunRecord) -> dict[str, object]:
         "model": model,
         "model_label": model_label(params.get("model", ""), model),
         **{key: params.get(key, "") for key in ("dataset", "split", "attack")},
-        "engine": record.tags.get("medadv.engine", ""),  # the engine that ran, not the (maybe empty) parameter
+        "engine": record.tags.get(ENGINE_TAG, ""),  # the engine that ran, not the (maybe empty) parameter
         "eps": eps,
         "window": window,
         "target": target,

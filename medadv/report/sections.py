@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from medadv.attacks.figures import window_success_figure
+from medadv.contract import ATTACK_RUN_TAG
 from medadv.report.figures import eps_curves, example_grid, matrix_heatmap
 from medadv.report.html import Section, figure_png, shown
 from medadv.report.records import Example, RunRecord, describe, model_of, number, shard_of, short_model
@@ -164,7 +165,7 @@ def choose_examples(
         key = (model_of(run), str(describe(run)["variant"]), run.params.get("target", ""))
         if key not in chosen or number(run.params.get("eps")) > number(chosen[key].params.get("eps")):
             chosen[key] = run
-    explained = {run.tags.get("medadv.attack_run_id"): run for run in gradcams if run.status == "FINISHED"}
+    explained = {run.tags.get(ATTACK_RUN_TAG): run for run in gradcams if run.status == "FINISHED"}
     return [(run, explained.get(run.run_id)) for _, run in sorted(chosen.items())[:most]]
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from medadv.attacks.result import AttackResult
+from medadv.contract import ATTACK_RUN_TAG
 from medadv.defenses.ecg_filters import defense_verdict
 from medadv.metrics import success_matrix, summarize, wilson_interval
 from medadv.metrics.transfer import transfer_metrics
@@ -342,7 +343,7 @@ def heatmap_table(records: Iterable[RunRecord], ledger: Ledger) -> pd.DataFrame:
     """Mean heatmap metrics over the gradcam runs of each (model, attack, eps, method); clean-only runs left out."""
     rows = []
     for record in records:
-        if "medadv.attack_run_id" not in record.tags:
+        if ATTACK_RUN_TAG not in record.tags:
             continue  # maps of clean inputs only: nothing to compare
         iou = f"iou_top{number(record.params.get('iou_top_percent')):g}_mean"
         ledger.expect(record, (*HEATMAP_METRICS, iou))

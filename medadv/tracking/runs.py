@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run, RunStatus
 from mlflow.utils.string_utils import quote
 
+from medadv.contract import DATASET_TAG, FINGERPRINT_TAG, STEP_TAG
 from medadv.data.base import Dataset
 from medadv.errors import MedadvError
 from medadv.tracking import writer as writer_lock
@@ -29,9 +30,6 @@ from medadv.tracking.names import check_experiment_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 DEFAULT_EXPERIMENT = "medadv"
-STEP_TAG = "medadv.step"
-DATASET_TAG = "medadv.dataset"
-FINGERPRINT_TAG = "medadv.data_fingerprint"
 COMMIT_TAG = "mlflow.source.git.commit"
 # Params a step logs as it resolved them (the engine that ran, the attack run's model), not as given: the MLproject
 # leaves them undeclared, and an empty value given for one matches the run whatever the step chose.

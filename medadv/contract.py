@@ -1,4 +1,5 @@
-"""The contract between jobs: every artifact path, tag and param that one job writes and another reads.
+"""The contract between jobs: every artifact path, tag and param that one job writes and another reads
+(and the report package reads from run records; it imports nothing, so any layer may import it).
 
 A job that logs one of these and a job (or test) that reads it import the same name from here, so a rename is
 one edit and a typo is an ImportError, not a silently empty report.
