@@ -18,7 +18,15 @@ from medadv.attacks.ecgadv import evaluation_distances, selection_masks, type1_d
 from medadv.attacks.ecgadv_filters import device_filter_stages
 from medadv.attacks.result import AttackResult
 from medadv.data.base import Dataset
-from medadv.metrics import per_sample_table, perturbation_norms, psnr, success_matrix, summarize, wilson_interval
+from medadv.metrics import (
+    attack_success,
+    per_sample_table,
+    perturbation_norms,
+    psnr,
+    success_matrix,
+    summarize,
+    wilson_interval,
+)
 from medadv.metrics.attack import is_image_batch, metric_name
 from medadv.metrics.classification import prediction_table
 from medadv.metrics.ecg_plausibility import run_plausibility
@@ -112,6 +120,7 @@ def test_norms_are_float64_even_of_a_float32_delta() -> None:
     norms = perturbation_norms(np.array([[1.0, 1e-4]], np.float32))
     assert norms["l2"][0] == pytest.approx(1 + 5e-9, rel=1e-10, abs=0)
     assert norms["l0"].tolist() == [2.0] and norms["linf"].tolist() == [1.0]
+    assert all(values.dtype == np.float64 for values in norms.values())  # samples.parquet columns
 
 
 def test_only_4d_batches_of_a_finite_range_are_images() -> None:
@@ -209,3 +218,8 @@ def test_device_notch_is_2_hz_wide_at_60_hz() -> None:
     b, a = device_filter_stages(300.0, notches_hz=(60.0, 120.0))[1]
     _, response = scipy.signal.freqz(b, a, worN=[59.0, 61.0], fs=300.0)
     np.testing.assert_allclose(np.abs(response), 2**-0.5, atol=0.01)
+
+
+def test_a_target_of_class_0_is_targeted() -> None:
+    # true class 1 attacked towards class 0 lands on class 2: wrong, but not the target, so no success
+    assert attack_success(np.array([1]), np.array([2]), np.array([0])).tolist() == [False]
