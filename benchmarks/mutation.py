@@ -1,262 +1,190 @@
-"""Mutation score of the metric code: does a one-line bug, the kind a refactor introduces, fail a fast test?
+"""Mutation score of the code that computes reported numbers, measured with mutmut: does a one-line bug, the kind
+a refactor introduces, fail a fast unit test?
 
-Each mutation of `MUTATIONS` replaces one exact snippet (it must occur exactly once, so a stale entry fails loudly)
-in a temporary copy of the repository, then runs the fast tests that cover that file, stopping at the first
-failure (-x). A mutation is caught when those tests fail. mutmut and cosmic-ray are not installed here, so the
-list is fixed by hand: medadv/metrics/*.py plus the four bugs of issue #18 that once went uncaught.
+mutmut 3 (`pip install -e .[bench]`) rewrites every function of `MUTATED` into its mutants, runs the fast tests
+once in-process to learn which tests reach which function, then forks once per mutant and runs only those tests
+(TensorFlow is imported once; about 1.5 mutants a second on 2 shared cores). A child forked after TensorFlow ran an
+op can hang on its thread pool: the short timeout ends it and it counts as a survivor, not as killed.
+(`process_isolation = "forkserver"` avoids that but ran 0.3 mutants a second here.) It runs in a copy of the
+repository, `COPY`, with a `[tool.mutmut]` section written from the constants below, so the working tree gets no
+`mutants/` folder.
 
-    python benchmarks/mutation.py            # every mutation, a few minutes on 2 cores
-    python benchmarks/mutation.py --only auc  # the mutations whose name contains "auc"
+    python benchmarks/mutation.py                  # every mutant: about 25 minutes on 2 shared cores
+    python benchmarks/mutation.py --only interval  # the functions whose mutant names contain "interval"
+    python benchmarks/mutation.py --report-only    # the table and score of the last run, from COPY
 
-Prints one line per mutation and `RESULT mutation_score=<caught / all> caught=<n> survived=<n>`.
+Prints the survivors (with their diffs) and `RESULT mutation_score=<killed / (all - equivalent)> killed=<n>
+survived=<n> equivalent=<n>`; a survivor listed in `EQUIVALENT` counts as equivalent, not as survived.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import fnmatch
+import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts="]
+COPY = Path(tempfile.gettempdir()) / "medadv-mutation"
+ALL = ("*",)
 
-METRICS_TESTS = ("tests/test_metrics.py", "tests/test_figures_by_hand.py")
-HEATMAP_TESTS = (
-    "tests/test_explain.py",
-    "-k",
-    "identical or disjoint or centre or pearson or constant or summary or overlay_follows or overlay_dssim"
-    " or dssim_takes or bad_heatmaps",
-)
-PLAUSIBILITY_TESTS = ("tests/test_ecg_plausibility.py",)
+# The mutated files and, where a file also holds code that computes no reported number (the attack loop, plotting),
+# the functions of it that do. Methods are `Class.method`.
+MUTATED: dict[str, tuple[str, ...]] = {
+    "medadv/metrics/attack.py": ALL,
+    "medadv/metrics/classification.py": ("classification_scores", "prediction_table"),
+    "medadv/metrics/ecg_plausibility.py": ALL,
+    "medadv/metrics/heatmap.py": ALL,
+    "medadv/metrics/interval.py": ALL,
+    "medadv/metrics/similarity.py": ALL,
+    "medadv/metrics/transfer.py": ALL,
+    "medadv/attacks/result.py": ALL,
+    "medadv/attacks/ecgadv/filters.py": ALL,
+    "medadv/attacks/ecgadv/distances.py": ALL,
+    "medadv/attacks/ecgadv/lanes.py": ("selection_masks",),
+    "medadv/attacks/ecgadv/type1.py": ("record_lengths",),
+    "medadv/attacks/ecgadv/type2.py": ("power_in_range",),
+    "medadv/attacks/ecgadv/universal.py": (
+        "universal_records", "universal_evaluation", "universal_control", "UniversalEvaluation.shares",
+        "universal_table", "_pair_row",
+    ),
+    "medadv/attacks/carlini.py": ("cw_margin", "targeted_success", "binary_search_update"),
+    "medadv/report/records.py": ("number", "shard_of", "newest_shards", "join_shards", "short_model", "model_label"),
+    "medadv/report/tables.py": ALL,
+    "medadv/report/html.py": ("shown", "_number", "table_html", "_section_html", "render_report", "Section.is_empty"),
+}  # fmt: skip
+
+# The fast unit tests (no tracking server, no trained victim): seconds, not minutes, for the whole selection.
+FAST_TESTS = (
+    "tests/test_metrics.py",
+    "tests/test_metrics_by_hand.py",
+    "tests/test_figures_by_hand.py",
+    "tests/test_report.py::test_tables_escape_text_format_numbers_and_mark_missing_values",
+    "tests/test_report.py::test_report_is_self_contained_with_every_figure_embedded_as_a_png",
+    "tests/test_report.py::test_model_uris_are_shortened_for_legends_and_cells",
+    *(
+        f"tests/test_explain.py::test_{name}"
+        for name in (
+            "identical_maps_score_as_unchanged", "disjoint_blocks_have_no_overlap_and_a_known_shift",
+            "centre_of_mass_shift_of_a_moved_block", "pearson_and_spearman_of_a_monotone_but_curved_map",
+            "constant_maps_give_hand_computed_dssim_and_undefined_correlations",
+            "summary_names_and_population_std", "overlay_follows_the_keras_example_recipe",
+            "overlay_dssim_mixes_in_the_input_change", "dssim_takes_the_studys_tf_ssim_by_default",
+            "bad_heatmaps_raise_one_line",
+        )
+    ),
+    *(
+        f"tests/test_ecg_plausibility.py::test_{name}"
+        for name in (
+            "known_beats_are_found_exactly_and_the_heart_rate_is_exact",
+            "a_spike_is_flagged_and_a_small_smooth_perturbation_is_not",
+            "records_without_beats_are_read_in_model_units_and_never_claimed_unchanged",
+            "linear_defenses_pass_the_ecg_band_and_bad_defenses_fail",
+        )
+    ),
+    *(
+        f"tests/test_ecgadv.py::test_{name}"
+        for name in (
+            "zscore_uses_population_statistics_and_an_optional_mask",
+            "smoothness_is_the_variance_of_the_zero_padded_first_difference", "type1_distance_per_metric",
+            "cw_margin_and_success", "evaluation_distances_on_a_hand_made_record", "binary_search_update_sequence",
+            "selection_rules", "record_lengths_find_the_zero_padding", "fft_zeroed_bins",
+            "fft_zeroed_bins_reject_bands_above_nyquist", "parse_bands",
+            "fft_filter_zeroes_exactly_those_bins_and_commutes_with_shifts",
+            "type2_filters_each_shifted_copy_with_the_studys_16384_point_transform",
+            "circular_shift_and_offset_range", "device_filter_removes_mains_and_baseline_and_keeps_the_ecg_band",
+            "universal_evaluation_counts_on_a_hand_built_case",
+            "universal_records_keep_long_records_of_the_source_class",
+        )
+    ),
+)  # fmt: skip
+
+# Survivors that cannot change any output, each with the reason (mutant names as `mutmut results` prints them).
+# Why a survivor is equivalent (a mutation that cannot change any output).
+WARNING_ONLY = "a warning switched on or off, the values unchanged"
+SAME_DEFAULT = "the default of the argument removed or set to None is the same value"
+ANY_NEGATIVE_LENGTH = "reshape infers a length from any negative number, -2 as -1"
+FLOAT64_ANYWAY = "the other operand is float64, so the difference is computed in float64 anyway"
+LFILTER_FLOAT64 = "lfilter computes in the float64 of the filter coefficients whatever the input's dtype"
+CASE_INSENSITIVE = "scipy reads btype case-insensitively"
+BROADCAST = "a grey (..., 1) image broadcasts over the 3 colour channels just as broadcast_to does"
+ZERO_NUMERATOR = "where high == low the numerator is 0 too: 0 / 1 = 0 / 2"
+NEVER_CONSTANT = "a blend is never constant (jet has no grey), so high > low and high >= low agree"
+SAME_MEAN = "the loop then recomputes dssim_mean as the same mean"
+UNREACHABLE_EMPTY = "an empty result fails in perturbation_norms before: len(result) is never 0 here"
+SAME_NAN = "where attempts is 0, hits is 0 too: 0 / 0 gives the same NaN"
+
+EQUIVALENT: dict[str, str] = {
+    "medadv.metrics.attack.x_psnr__mutmut_5": WARNING_ONLY,
+    "medadv.metrics.attack.x_success_matrix__mutmut_23": WARNING_ONLY,
+    "medadv.metrics.attack.x_success_matrix__mutmut_24": WARNING_ONLY,
+    "medadv.metrics.attack.x_success_matrix__mutmut_25": WARNING_ONLY,
+    "medadv.metrics.attack.x_success_matrix__mutmut_26": WARNING_ONLY,
+    "medadv.metrics.attack.x__mean__mutmut_2": WARNING_ONLY,
+    "medadv.metrics.attack.x_summarize__mutmut_48": UNREACHABLE_EMPTY,
+    "medadv.metrics.attack.x_summarize__mutmut_61": UNREACHABLE_EMPTY,
+    "medadv.metrics.attack.x_perturbation_norms__mutmut_14": SAME_DEFAULT,
+    "medadv.metrics.attack.x_perturbation_norms__mutmut_30": SAME_DEFAULT,
+    "medadv.metrics.attack.x_perturbation_norms__mutmut_32": SAME_DEFAULT,
+    "medadv.metrics.attack.x_psnr__mutmut_23": SAME_DEFAULT,
+    "medadv.metrics.attack.x_psnr__mutmut_25": SAME_DEFAULT,
+    "medadv.attacks.ecgadv_filters.x_device_filter__mutmut_15": SAME_DEFAULT,
+    "medadv.attacks.result.xǁAttackResultǁload__mutmut_2": SAME_DEFAULT,
+    "medadv.attacks.result.xǁAttackResultǁload__mutmut_4": SAME_DEFAULT,
+    "medadv.metrics.attack.x_perturbation_norms__mutmut_11": ANY_NEGATIVE_LENGTH,
+    "medadv.attacks.ecgadv.x_evaluation_distances__mutmut_16": ANY_NEGATIVE_LENGTH,
+    "medadv.attacks.ecgadv.x_record_lengths__mutmut_8": ANY_NEGATIVE_LENGTH,
+    "medadv.attacks.ecgadv.x_evaluation_distances__mutmut_8": FLOAT64_ANYWAY,
+    "medadv.attacks.ecgadv.x_evaluation_distances__mutmut_10": FLOAT64_ANYWAY,
+    "medadv.attacks.ecgadv.x_evaluation_distances__mutmut_12": FLOAT64_ANYWAY,
+    "medadv.attacks.ecgadv.x_evaluation_distances__mutmut_14": FLOAT64_ANYWAY,
+    "medadv.attacks.ecgadv_filters.x_device_filter__mutmut_3": LFILTER_FLOAT64,
+    "medadv.attacks.ecgadv_filters.x_device_filter__mutmut_5": LFILTER_FLOAT64,
+    "medadv.attacks.ecgadv_filters.x_device_filter_stages__mutmut_23": CASE_INSENSITIVE,
+    "medadv.metrics.heatmap.x_overlay__mutmut_32": BROADCAST,
+    "medadv.metrics.heatmap.x_overlay__mutmut_33": BROADCAST,
+    "medadv.metrics.heatmap.x_overlay__mutmut_41": BROADCAST,
+    "medadv.metrics.heatmap.x_overlay__mutmut_42": BROADCAST,
+    "medadv.metrics.heatmap.x_overlay__mutmut_43": BROADCAST,
+    "medadv.metrics.heatmap.x_overlay__mutmut_44": BROADCAST,
+    "medadv.metrics.heatmap.x_overlay__mutmut_30": ZERO_NUMERATOR,
+    "medadv.metrics.heatmap.x_overlay__mutmut_74": ZERO_NUMERATOR,
+    "medadv.metrics.heatmap.x_overlay__mutmut_72": NEVER_CONSTANT,
+    "medadv.metrics.heatmap.x_heatmap_summary__mutmut_23": SAME_MEAN,
+    "medadv.metrics.heatmap.x_heatmap_summary__mutmut_24": SAME_MEAN,
+    "medadv.metrics.attack.x_success_matrix__mutmut_38": SAME_NAN,
+}
 
 
-@dataclass(frozen=True)
-class Mutation:
-    name: str
-    path: str
-    old: str
-    new: str
-    tests: tuple[str, ...]
+def mutant_patterns(only: list[str] | None) -> list[str]:
+    """mutmut's names of the chosen functions' mutants: `module.x_function__mutmut_N`, `module.xǁClassǁmethod__...`."""
+    patterns = []
+    for path, functions in MUTATED.items():
+        module = path.removesuffix(".py").replace("/", ".")
+        for function in functions:
+            owner, _, method = function.rpartition(".")
+            mangled = f"xǁ{owner}ǁ{method}" if owner else f"x_{function}"
+            patterns.append(f"{module}.{'*' if function == '*' else mangled + '__mutmut_*'}")
+    return [pattern for pattern in patterns if any(text in pattern for text in only)] if only else patterns
 
 
-MUTATIONS = [
-    # issue #18's four
-    Mutation(
-        "transfer_rate_over_all_samples",
-        "medadv/metrics/transfer.py",
-        "float(target_success[source_success].mean())",
-        "float(target_success.mean())",
-        ("tests/test_figures_by_hand.py",),
-    ),
-    Mutation(
-        "auc_binary_columns_reversed",
-        "medadv/metrics/classification.py",
-        "positive = probs[:, 1] if",
-        "positive = probs[:, 0] if",
-        ("tests/test_figures_by_hand.py",),
-    ),
-    Mutation(
-        "auc_multiclass_columns_reversed",
-        "medadv/metrics/classification.py",
-        "probs.shape[1] == 2 else probs",
-        "probs.shape[1] == 2 else probs[:, ::-1]",
-        ("tests/test_figures_by_hand.py",),
-    ),
-    Mutation(
-        "older_shard_wins",
-        "medadv/report/records.py",
-        "for run in sorted(runs, key=lambda r: r.start_time):",
-        "for run in sorted(runs, key=lambda r: -r.start_time):",
-        ("tests/test_report.py", "-k", "shard"),
-    ),
-    Mutation(
-        "universal_without_restandardisation",
-        "medadv/attacks/ecgadv/universal.py",
-        "probs = model(zscore(shifted[:, :, None] + record[None]), training=False)",
-        "probs = model(shifted[:, :, None] + record[None], training=False)",
-        ("tests/test_ecgadv.py", "-k", "universal_evaluation"),
-    ),
-    # medadv/metrics/attack.py
-    Mutation(
-        "robust_accuracy_against_clean",
-        "medadv/metrics/attack.py",
-        "return _mean(y_adv == y_true)",
-        "return _mean(y_adv != y_true)",
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "fooling_rate_inverted",
-        "medadv/metrics/attack.py",
-        "return _mean(y_adv != y_clean)",
-        "return _mean(y_adv == y_clean)",
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "targeted_success_ignores_target",
-        "medadv/metrics/attack.py",
-        "np.where(y_target >= 0, y_adv == y_target, y_adv != y_true)",
-        "np.where(y_target >= 0, y_adv != y_true, y_adv != y_true)",
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "l0_counts_all_entries",
-        "medadv/metrics/attack.py",
-        '"l0": np.count_nonzero(flat, axis=1)',
-        '"l0": np.count_nonzero(flat + 1, axis=1)',
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "linf_signed_max",
-        "medadv/metrics/attack.py",
-        '"linf": np.abs(flat).max(axis=1, initial=0.0)',
-        '"linf": flat.max(axis=1, initial=0.0)',
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "l2_median_is_mean",
-        "medadv/metrics/attack.py",
-        'float(np.median(norms["l2"]))',
-        'float(np.mean(norms["l2"]))',
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "psnr_over_unchanged_images",
-        "medadv/metrics/attack.py",
-        'changed = norms["l0"] > 0',
-        'changed = norms["l0"] >= 0',
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "per_class_rate_off_by_one",
-        "medadv/metrics/attack.py",
-        "_mean(success[y_true == index])",
-        "_mean(success[y_true == index - 1])",
-        METRICS_TESTS,
-    ),
-    Mutation(
-        "success_matrix_counts_source_hits",
-        "medadv/metrics/attack.py",
-        "result.y_adv[targeted] == targets)",
-        "result.y_adv[targeted] != sources)",
-        METRICS_TESTS,
-    ),
-    # medadv/metrics/transfer.py
-    Mutation(
-        "ci_without_sqrt_n",
-        "medadv/metrics/transfer.py",
-        "confidence.std(ddof=1) / math.sqrt(len(confidence))",
-        "confidence.std(ddof=1)",
-        ("tests/test_figures_by_hand.py",),
-    ),
-    Mutation(
-        "accuracy_drop_reversed",
-        "medadv/metrics/transfer.py",
-        '"accuracy_drop": clean["accuracy"] - adversarial["accuracy"]',
-        '"accuracy_drop": adversarial["accuracy"] - clean["accuracy"]',
-        ("tests/test_figures_by_hand.py",),
-    ),
-    Mutation(
-        "auc_drop_on_clean_twice",
-        "medadv/metrics/transfer.py",
-        '"auc_drop": clean["auc"] - adversarial["auc"]',
-        '"auc_drop": clean["auc"] - clean["auc"]',
-        ("tests/test_figures_by_hand.py",),
-    ),
-    # medadv/metrics/classification.py
-    Mutation(
-        "macro_f1_weighted",
-        "medadv/metrics/classification.py",
-        'average="macro", labels=',
-        'average="weighted", labels=',
-        ("tests/test_figures_by_hand.py",),
-    ),
-    # medadv/metrics/heatmap.py
-    Mutation(
-        "dssim_not_halved",
-        "medadv/metrics/heatmap.py",
-        "return (1.0 - ssim) / 2.0",
-        "return 1.0 - ssim",
-        HEATMAP_TESTS,
-    ),
-    Mutation(
-        "pearson_uncentred",
-        "medadv/metrics/heatmap.py",
-        "b = b - b.mean(axis=1, keepdims=True)",
-        "b = b",
-        HEATMAP_TESTS,
-    ),
-    Mutation(
-        "iou_intersection_is_union",
-        "medadv/metrics/heatmap.py",
-        "(a & b).sum(axis=1) / union",
-        "(a | b).sum(axis=1) / union",
-        HEATMAP_TESTS,
-    ),
-    Mutation(
-        "top_region_takes_the_lowest",
-        "medadv/metrics/heatmap.py",
-        'np.argsort(-flat, axis=1, kind="stable")',
-        'np.argsort(flat, axis=1, kind="stable")',
-        HEATMAP_TESTS,
-    ),
-    Mutation(
-        "overlay_heatmap_unweighted",
-        "medadv/metrics/heatmap.py",
-        "OVERLAY_HEATMAP_WEIGHT = 0.4",
-        "OVERLAY_HEATMAP_WEIGHT = 1.0",
-        HEATMAP_TESTS,
-    ),
-    Mutation(
-        "dssim_std_sample",
-        "medadv/metrics/heatmap.py",
-        'float(table["dssim"].std(ddof=0))',
-        'float(table["dssim"].std(ddof=1))',
-        HEATMAP_TESTS,
-    ),
-    # medadv/metrics/similarity.py
-    Mutation(
-        "tf_ssim_window_7",
-        "medadv/metrics/similarity.py",
-        "TF_SSIM_WINDOW = 11",
-        "TF_SSIM_WINDOW = 7",
-        METRICS_TESTS,
-    ),
-    # medadv/metrics/ecg_plausibility.py
-    Mutation(
-        "beat_match_tolerance_doubled",
-        "medadv/metrics/ecg_plausibility.py",
-        "nearest <= tolerance",
-        "nearest <= 2 * tolerance",
-        PLAUSIBILITY_TESTS,
-    ),
-    Mutation(
-        "rr_in_seconds",
-        "medadv/metrics/ecg_plausibility.py",
-        "rr_ms = np.diff(peaks) / fs_hz * 1000.0",
-        "rr_ms = np.diff(peaks) / fs_hz",
-        PLAUSIBILITY_TESTS,
-    ),
-    Mutation(
-        "heart_rate_change_signed",
-        "medadv/metrics/ecg_plausibility.py",
-        'abs(row["heart_rate_bpm_change"]) <= MAX_HEART_RATE_CHANGE_BPM',
-        'row["heart_rate_bpm_change"] <= MAX_HEART_RATE_CHANGE_BPM',
-        PLAUSIBILITY_TESTS,
-    ),
-    Mutation(
-        "quality_drop_ignored",
-        "medadv/metrics/ecg_plausibility.py",
-        "and quality_adv >= quality - QUALITY_TOLERANCE",
-        "and quality_adv >= quality - 1.0",
-        PLAUSIBILITY_TESTS,
-    ),
-]
+def mutmut_config() -> str:
+    """The `[tool.mutmut]` section the temporary copy runs under."""
+    settings = {
+        "source_paths": ["medadv/"],
+        "only_mutate": list(MUTATED),
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-o", "addopts=", "-q"],
+        "pytest_add_cli_args_test_selection": list(FAST_TESTS),
+        "timeout_multiplier": 10.0,  # the machine is shared: a slow test is not a hung one
+        "timeout_constant": 15.0,
+    }
+    return "[tool.mutmut]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
 
 
 def copy_repo(destination: Path) -> None:
@@ -270,51 +198,53 @@ def copy_repo(destination: Path) -> None:
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    pyproject = destination / "pyproject.toml"
+    text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", pyproject.read_text())
+    pyproject.write_text(f"{text.rstrip()}\n\n{mutmut_config()}")
 
 
-def run_tests(copy: Path, tests: tuple[str, ...]) -> int:
-    env = os.environ | {"PYTHONPATH": str(copy)}
-    return subprocess.run([*PYTEST, *tests], cwd=copy, env=env, capture_output=True, text=True).returncode
+def mutmut(copy: Path, *args: str, log: Path | None = None) -> str:
+    command = [sys.executable, "-m", "mutmut", *args]
+    if log is None:
+        return subprocess.run(command, cwd=copy, check=True, capture_output=True, text=True).stdout
+    with log.open("w") as out:
+        code = subprocess.run(command, cwd=copy, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise SystemExit(f"mutation.py: error: mutmut exited {code}; its output: {log}")
+    return ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="", help="run only the mutations whose name contains this text")
+    parser.add_argument("--only", action="append", help="mutate only the functions whose names contain this text")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--report-only", action="store_true", help="report the last run's results, run nothing")
     args = parser.parse_args()
-    chosen = [m for m in MUTATIONS if args.only in m.name]
-    if not chosen:
-        raise SystemExit(f"mutation.py: error: no mutation name contains {args.only!r}")
-    caught = 0
-    baseline: dict[tuple[str, ...], int] = {}  # the unmutated tests must pass, once per test selection
-    with tempfile.TemporaryDirectory(prefix="medadv-mutation-") as folder:
-        copy = Path(folder)
-        copy_repo(copy)
-        for mutation in chosen:
-            path = copy / mutation.path
-            original = path.read_text()
-            if original.count(mutation.old) != 1:
-                raise SystemExit(
-                    f"mutation.py: error: {mutation.name}: snippet not found exactly once in {mutation.path}"
-                )
-            start = time.perf_counter()
-            if mutation.tests not in baseline:
-                baseline[mutation.tests] = run_tests(copy, mutation.tests)
-            if baseline[mutation.tests] != 0:
-                raise SystemExit(f"mutation.py: error: {mutation.name}: its tests fail before any mutation")
-            path.write_text(original.replace(mutation.old, mutation.new))
-            try:
-                code = run_tests(copy, mutation.tests)
-            finally:
-                path.write_text(original)
-            if code not in (0, 1):
-                raise SystemExit(f"mutation.py: error: {mutation.name}: pytest exited {code} (not a test failure)")
-            caught += code == 1
-            verdict = "caught" if code == 1 else "SURVIVED"
-            print(
-                f"{mutation.name:40s} {mutation.path:36s} {verdict:9s} {time.perf_counter() - start:6.1f} s", flush=True
-            )
-    survived = len(chosen) - caught
-    print(f"RESULT mutation_score={caught / len(chosen):.3f} caught={caught} survived={survived}")
+    patterns = mutant_patterns(args.only)
+    if not patterns:
+        raise SystemExit(f"mutation.py: error: no mutated function's name contains {args.only!r}")
+    start = time.perf_counter()
+    if not args.report_only:
+        shutil.rmtree(COPY, ignore_errors=True)
+        copy_repo(COPY)
+        mutmut(COPY, "run", "--max-children", str(args.children), *patterns, log=COPY / "mutmut.log")
+    statuses = {}
+    for line in mutmut(COPY, "results", "--all", "true").splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            statuses[name] = status
+    survivors = sorted(name for name, status in statuses.items() if status != "killed")
+    print(f"{'survivor':70s} status     equivalent because")
+    for name in survivors:
+        print(f"{name:70s} {statuses[name]:10s} {EQUIVALENT.get(name, '-')}")
+        if name not in EQUIVALENT:
+            print("\n".join(f"    {line}" for line in mutmut(COPY, "show", name).splitlines()[3:]))
+    equivalent = sum(name in EQUIVALENT for name in survivors)
+    killed = len(statuses) - len(survivors)
+    survived = len(survivors) - equivalent
+    score = killed / max(len(statuses) - equivalent, 1)
+    print(f"{len(statuses)} mutants in {time.perf_counter() - start:.0f} s (a timeout counts as a survivor)")
+    print(f"RESULT mutation_score={score:.3f} killed={killed} survived={survived} equivalent={equivalent}")
 
 
 if __name__ == "__main__":
