@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -13,6 +14,8 @@ from mlflow.exceptions import MlflowException
 from medadv.tracking.runs import TrackingError
 
 Settings = TypeVar("Settings")
+# Where the output cannot be written: a full disk or quota, a file-size limit, a read-only or forbidden folder.
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _boolean(text: str) -> bool:
@@ -51,7 +54,7 @@ def settings_from(arguments: argparse.Namespace, settings_class: type[Settings])
 
 
 def run_step(step: Callable[[], object]) -> None:
-    """Run a step; bad input ends it with one line on stderr and exit code 1, not a traceback."""
+    """Run a step; bad input or output that cannot be written ends it with one line on stderr and exit code 1."""
     try:
         step()
         return
@@ -59,4 +62,9 @@ def run_step(step: Callable[[], object]) -> None:
         message = str(error)
     except MlflowException as error:
         message = error.message.splitlines()[0]
+    except OSError as error:
+        if error.errno not in _CANNOT_WRITE:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        message = f"cannot write{where}: {error.strerror}; free space or fix the folder, then resume with --run_id"
     sys.exit(f"medadv: error: {message}")
