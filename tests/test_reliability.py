@@ -299,7 +299,7 @@ BAD_INPUTS = {
     ),
     # class 2: numbers out of range
     "negative epochs": BadInput("train.py", ("--epochs", "-1"), "epochs must be >= 1, got -1"),
-    "zero learning rate": BadInput("train.py", ("--learning_rate", "0"), "learning_rate must be in [1e-08, 10]"),
+    "zero learning rate": BadInput("train.py", ("--learning_rate", "0"), "learning_rate must be >= 1e-12"),
     "negative num_samples": BadInput("attack.py", (*VICTIM[:-1], "-1"), "num_samples must be >= 0, got -1"),
     "negative seed": BadInput("attack.py", (*VICTIM, "--seed", "-5"), "seed must be in [0, 4294967295], got -5"),
     "gradcam top 0 percent": BadInput(
