@@ -21,6 +21,9 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+from mlflow.entities import FileInfo
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from mlflow_server import step_env
 
 from medadv.attacks.result import AttackResult
@@ -252,3 +255,23 @@ def test_an_artifact_name_cannot_escape_the_download_folder(store: str, tmp_path
     with pytest.raises(mlflow.exceptions.MlflowException):  # the name is resolved inside the run, or refused
         client.download_artifacts(run.info.run_id, name, str(downloads / "inside"))
     assert [path for path in downloads.rglob("*") if path.is_file()] == []
+
+
+class _TamperedListing(LocalArtifactRepository):
+    """A real local artifact repository whose listing, as a tampered server could send it, names a file outside
+    the folder being downloaded (how medadv fetches `progress/`, `checkpoint/` and model folders)."""
+
+    def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
+        return [FileInfo(f"{path}/../../escaped.txt", False, 15)]
+
+
+@pytest.mark.parametrize("name", ["progress", "checkpoint", "model"])
+def test_a_listed_name_cannot_escape_the_download_folder(tmp_path: Path, name: str) -> None:
+    store = tmp_path / "store"
+    (store / name).mkdir(parents=True)
+    (tmp_path / "escaped.txt").write_text("outside the run")  # what the listing points at, read from the store
+    downloads = tmp_path / "downloads" / "inside"
+    downloads.mkdir(parents=True)
+    with pytest.raises(MlflowException):
+        _TamperedListing(str(store)).download_artifacts(name, str(downloads))
+    assert [path for path in (tmp_path / "downloads").rglob("*") if path.is_file()] == []
