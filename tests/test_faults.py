@@ -46,6 +46,10 @@ def _train(*args: str, home: Path, url: str, limit_bytes: int | None = None) -> 
     )  # fmt: skip
 
 
+def _resume(run_id: str, model_name: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_step("train.py", *TINY, "--model_name", model_name, "--run_id", run_id, tracking_uri=url, cwd=cwd)
+
+
 def _versions(client: mlflow.MlflowClient, run_id: str) -> list[str]:
     return [v.version for v in client.search_model_versions(f"run_id = '{run_id}'")]
 
@@ -68,16 +72,7 @@ def test_a_training_killed_mid_run_resumes_to_the_same_model(tracking_server: st
     assert at_kill.info.status == "RUNNING" and _versions(client, run_id) == []  # stopped mid-run, not finished
     assert client.list_artifacts(run_id, CHECKPOINTS)
 
-    resumed = run_step(
-        "train.py",
-        *TINY,
-        "--model_name",
-        "faults-killed",
-        "--run_id",
-        run_id,
-        tracking_uri=tracking_server,
-        cwd=tmp_path,
-    )
+    resumed = _resume(run_id, "faults-killed", tracking_server, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming: " in resumed.stdout and " of 3 epochs done" in resumed.stdout
 
@@ -91,16 +86,7 @@ def test_a_training_killed_mid_run_resumes_to_the_same_model(tracking_server: st
     assert _versions(client, run_id) == ["1"]  # registered once
     assert client.list_artifacts(run_id, CHECKPOINTS) == []  # removed once the model is registered
 
-    again = run_step(
-        "train.py",
-        *TINY,
-        "--model_name",
-        "faults-killed",
-        "--run_id",
-        run_id,
-        tracking_uri=tracking_server,
-        cwd=tmp_path,
-    )
+    again = _resume(run_id, "faults-killed", tracking_server, tmp_path)
     assert again.returncode != 0
     assert again.stderr.strip().splitlines()[-1] == (
         f"medadv: error: run {run_id} already registered faults-killed version 1"
@@ -158,9 +144,7 @@ def test_a_full_disk_mid_training_fails_in_one_line_and_the_resume_completes(
     assert client.get_run(run_id).info.status == "FAILED"  # not FINISHED
     assert _versions(client, run_id) == []
 
-    resumed = run_step(
-        "train.py", *TINY, "--model_name", "faults-full", "--run_id", run_id, tracking_uri=tracking_server, cwd=tmp_path
-    )
+    resumed = _resume(run_id, "faults-full", tracking_server, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert client.get_run(run_id).info.status == "FINISHED"
     assert _versions(client, run_id) == ["1"]
