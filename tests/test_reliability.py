@@ -338,6 +338,12 @@ BAD_INPUTS = {
     ),
     "model with NaN weights": BadInput("attack.py", ("--model", "{files}/nan_weights.keras", *ON_IMAGES), "NaN"),
     "resume a train run": BadInput("attack.py", (*VICTIM, "--run_id", "{train_run}"), "is not an attack run"),
+    "train resume with other parameters": BadInput(
+        "train.py", ("--run_id", "{train_run}"), "was started with other values of dataset"
+    ),
+    "robust training resumed": BadInput(
+        "train.py", ("--mode", "robust", "--run_id", "{train_run}"), "run_id resumes mode victim only"
+    ),
     # runs and experiments
     "gradcam on a train run": BadInput(
         "gradcam.py", ("--attack_run_id", "{train_run}"), "is a train run, not an attack run"

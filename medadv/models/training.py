@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,18 +156,23 @@ def fit_victim(
     first_epoch = resume.epochs_done if resume else 0
     if resume:
         resume.restore(model)
-    history = model.fit(
-        epoch_batches(train, config, first_epoch),
-        shuffle=False,  # epoch_batches() shuffles, with the seed and the epoch
-        steps_per_epoch=math.ceil(len(train) / config.batch_size),
-        validation_data=batches(validation, config) if len(validation) else None,
-        epochs=config.epochs,
-        initial_epoch=first_epoch,
-        callbacks=[StopOnDivergence(), ValidationScores(validation, config.batch_size), *(callbacks or [])],
-        verbose=2,
-    )
+    if first_epoch >= config.epochs:  # killed after its last epoch, before it registered: nothing left to fit
+        history = keras.callbacks.History()
+        history.history = {}
+    else:
+        history = model.fit(
+            epoch_batches(train, config, first_epoch),
+            shuffle=False,  # epoch_batches() shuffles, with the seed and the epoch
+            steps_per_epoch=math.ceil(len(train) / config.batch_size),
+            validation_data=batches(validation, config) if len(validation) else None,
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            callbacks=[StopOnDivergence(), ValidationScores(validation, config.batch_size), *(callbacks or [])],
+            verbose=2,
+        )
     if resume:
-        history.history = {key: resume.history.get(key, []) + values for key, values in history.history.items()}
+        new = history.history
+        history.history = {key: resume.history.get(key, []) + new.get(key, []) for key in resume.history | new}
     return history
 
 
@@ -185,21 +191,19 @@ def epoch_batches(data: Dataset, config: FitConfig, first_epoch: int = 0) -> tf.
     pairs = tf.data.Dataset.from_tensor_slices((data.x, tf.one_hot(data.y, data.num_classes)))
     steps = math.ceil(len(data) / config.batch_size)
 
-    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+    def one_epoch(epoch: int) -> tf.data.Dataset:
         shuffled = pairs.shuffle(len(data), seed=config.seed * 100_003 + epoch).batch(config.batch_size)
         if config.mixup_alpha <= 0:
             return shuffled
 
         def mixed(step: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-            x, y = pair
-            return mixup(
-                x, y, config.mixup_alpha, seed=tf.stack([tf.constant(config.seed, tf.int64), epoch * steps + step])
-            )
+            stream = tf.constant(epoch * steps, tf.int64) + step
+            return mixup(*pair, config.mixup_alpha, seed=tf.stack([tf.constant(config.seed, tf.int64), stream]))
 
         return shuffled.enumerate().map(mixed)
 
-    epochs = tf.data.Dataset.range(first_epoch, config.epochs)
-    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    epochs = [one_epoch(epoch) for epoch in range(first_epoch, config.epochs)]
+    return functools.reduce(tf.data.Dataset.concatenate, epochs).prefetch(tf.data.AUTOTUNE)
 
 
 def mixup(
