@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 
 from medadv.errors import MedadvError
 
+# Where the output cannot be written: a full disk or quota, a file-size limit, a read-only or forbidden folder.
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
 
 def run_step(step: Callable[[], object]) -> None:
-    """Run a step; bad input (a MedadvError) ends it with one line on stderr and exit code 1, Ctrl-C with one line
-    saying how to go on (the run is marked KILLED) and exit code 130. Anything else is a bug or an outage and keeps
-    its traceback (and a non-zero exit)."""
+    """Run a step. Bad input (a MedadvError) or output that cannot be written ends it with one line on stderr and
+    exit code 1, Ctrl-C with one line saying how to go on (the run is marked KILLED) and exit code 130. Anything
+    else is a bug or an outage and keeps its traceback (and a non-zero exit)."""
     try:
         step()
     except MedadvError as error:
@@ -19,3 +23,11 @@ def run_step(step: Callable[[], object]) -> None:
     except KeyboardInterrupt as interrupt:
         print(f"medadv: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         sys.exit(130)
+    except OSError as error:
+        if error.errno not in _CANNOT_WRITE:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        sys.exit(
+            f"medadv: error: cannot write{where}: {error.strerror}; free space or fix the folder, then resume"
+            " with --run_id"
+        )

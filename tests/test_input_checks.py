@@ -1,4 +1,5 @@
-"""The library checks behind issue 16's classes 2-5: numeric ranges, names, logits probe, one writer per run.
+"""The library checks behind issue 16's classes 2-5 (numeric ranges, names, logits probe, one writer per run)
+and its untrusted files (no code from a model, npz or pickle; no artifact name leaving its folder).
 
 The same inputs go through the entry points in tests/test_reliability.py's table; these tests pin each check
 directly and fast, and the writer lock with real processes on a real SQLite store.
@@ -6,6 +7,8 @@ directly and fast, and the writer lock with real processes on a real SQLite stor
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import os
 import signal
 import socket
@@ -18,8 +21,14 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+from mlflow.entities import FileInfo
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from mlflow_server import step_env
 
+from medadv.attacks.result import AttackResult
+from medadv.data import medmnist, mnist
+from medadv.data.base import DataError
 from medadv.jobs.attack import AttackSettings
 from medadv.jobs.gradcam import GradcamSettings
 from medadv.jobs.main import MainSettings
@@ -46,7 +55,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         (lambda: AttackSettings(num_samples=-1), "num_samples must be >= 0, got -1"),  # not "everything"
         (lambda: AttackSettings(seed=2**32), "seed must be in [0, 4294967295]"),
         (lambda: TrainSettings(batch_size=0), "batch_size must be >= 1"),
-        (lambda: TrainSettings(learning_rate=float("nan")), "learning_rate must be in [1e-08, 10]"),
+        (lambda: TrainSettings(learning_rate=float("nan")), "learning_rate must be >= 1e-12"),
         (lambda: TrainSettings(adversarial_ratio=1.5), "adversarial_ratio must be in [0, 1]"),
         (lambda: GradcamSettings(iou_top_percent=0.0), "iou_top_percent must be in [1e-06, 100]"),
         (lambda: MainSettings(records=0), "records must be >= 1"),
@@ -178,7 +187,58 @@ def test_a_lock_from_another_host_is_alive_until_its_heartbeat_is_stale(store: s
     assert writer_lock.acquire(run_id).pid == os.getpid()
 
 
-# --- untrusted files: an artifact name cannot leave the download folder ------------------------------------
+# --- untrusted files: no code from a file, no artifact name leaving the download folder ---------------------
+
+MEDADV = Path(__file__).parents[1] / "medadv"
+CODE_RUNNERS = {"eval", "exec", "compile", "__import__"}
+
+
+def _keyword(call: ast.Call, name: str) -> object:
+    return next((k.value.value for k in call.keywords if k.arg == name and isinstance(k.value, ast.Constant)), None)
+
+
+def test_every_load_path_in_medadv_refuses_code() -> None:
+    """Read from the source, so a new loader cannot forget: Keras safe mode, numpy without pickle, no eval,
+    no MLflow flavour loader (they unpickle or run code) and no unpickling but CIFAR's restricted unpickler."""
+    unsafe = []
+    for path in sorted(MEDADV.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            called = ast.unparse(node.func)
+            where = f"{path.relative_to(MEDADV.parent)}:{node.lineno} {called}"
+            if called.endswith("load_model") and called.startswith("keras") and _keyword(node, "safe_mode") is not True:
+                unsafe.append(where)
+            if called in ("np.load", "numpy.load") and _keyword(node, "allow_pickle") is not False:
+                unsafe.append(where)
+            if called in CODE_RUNNERS or called.startswith(("pickle.load", "mlflow.pyfunc.load", "mlflow.keras.load")):
+                unsafe.append(where)
+            if called == "super().find_class" and path.name != "cifar10.py":
+                unsafe.append(where)
+    assert unsafe == []
+    # the audit sees the calls it checks
+    assert "safe_mode=True" in (MEDADV / "tracking" / "registry.py").read_text()
+
+
+def _npz_with_objects(path: Path, names: list[str]) -> Path:
+    arrays = {name: np.zeros(2, np.uint8) for name in names}
+    arrays[names[0]] = np.array([{"payload": "a dict"}, None], dtype=object)  # only unpickling rebuilds it
+    np.savez(path, **arrays)
+    return path
+
+
+def test_an_npz_holding_python_objects_is_refused_by_every_npz_reader(tmp_path: Path) -> None:
+    medmnist_keys = [f"{part}_{kind}" for part in ("train", "val", "test") for kind in ("images", "labels")]
+    _npz_with_objects(tmp_path / "pneumoniamnist.npz", medmnist_keys)
+    with pytest.raises(DataError, match=r"pneumoniamnist\.npz: holds Python objects, which medadv never unpickles"):
+        medmnist.load(tmp_path, "train", flavor="pneumoniamnist")
+    (tmp_path / "mnist").mkdir()
+    _npz_with_objects(tmp_path / "mnist" / "mnist.npz", ["x_train", "y_train", "x_test", "y_test"])
+    with pytest.raises(DataError, match=r"mnist\.npz: holds Python objects"):
+        mnist.load(tmp_path / "mnist", "train")
+    result_names = [field.name for field in dataclasses.fields(AttackResult)]
+    with pytest.raises(ValueError, match="allow_pickle=False"):  # the attack result contract: evaluate, gradcam
+        AttackResult.load(_npz_with_objects(tmp_path / "attack_result.npz", result_names))
 
 
 @pytest.mark.parametrize("name", ["../escaped.txt", "/tmp/escaped.txt", "a/../../escaped.txt"])
@@ -195,3 +255,23 @@ def test_an_artifact_name_cannot_escape_the_download_folder(store: str, tmp_path
     with pytest.raises(mlflow.exceptions.MlflowException):  # the name is resolved inside the run, or refused
         client.download_artifacts(run.info.run_id, name, str(downloads / "inside"))
     assert [path for path in downloads.rglob("*") if path.is_file()] == []
+
+
+class _TamperedListing(LocalArtifactRepository):
+    """A real local artifact repository whose listing, as a tampered server could send it, names a file outside
+    the folder being downloaded (how medadv fetches `progress/`, `checkpoint/` and model folders)."""
+
+    def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
+        return [FileInfo(f"{path}/../../escaped.txt", False, 15)]
+
+
+@pytest.mark.parametrize("name", ["progress", "checkpoint", "model"])
+def test_a_listed_name_cannot_escape_the_download_folder(tmp_path: Path, name: str) -> None:
+    store = tmp_path / "store"
+    (store / name).mkdir(parents=True)
+    (tmp_path / "escaped.txt").write_text("outside the run")  # what the listing points at, read from the store
+    downloads = tmp_path / "downloads" / "inside"
+    downloads.mkdir(parents=True)
+    with pytest.raises(MlflowException):
+        _TamperedListing(str(store)).download_artifacts(name, str(downloads))
+    assert [path for path in (tmp_path / "downloads").rglob("*") if path.is_file()] == []

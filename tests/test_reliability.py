@@ -300,7 +300,7 @@ BAD_INPUTS = {
     ),
     # class 2: numbers out of range
     "negative epochs": BadInput("train.py", ("--epochs", "-1"), "epochs must be >= 1, got -1"),
-    "zero learning rate": BadInput("train.py", ("--learning_rate", "0"), "learning_rate must be in [1e-08, 10]"),
+    "zero learning rate": BadInput("train.py", ("--learning_rate", "0"), "learning_rate must be >= 1e-12"),
     "negative num_samples": BadInput("attack.py", (*VICTIM[:-1], "-1"), "num_samples must be >= 0, got -1"),
     "negative seed": BadInput("attack.py", (*VICTIM, "--seed", "-5"), "seed must be in [0, 4294967295], got -5"),
     "gradcam top 0 percent": BadInput(
@@ -339,6 +339,12 @@ BAD_INPUTS = {
     ),
     "model with NaN weights": BadInput("attack.py", ("--model", "{files}/nan_weights.keras", *ON_IMAGES), "NaN"),
     "resume a train run": BadInput("attack.py", (*VICTIM, "--run_id", "{train_run}"), "is not an attack run"),
+    "train resume with other parameters": BadInput(
+        "train.py", ("--run_id", "{train_run}"), "was started with other values of dataset"
+    ),
+    "robust training resumed": BadInput(
+        "train.py", ("--mode", "robust", "--run_id", "{train_run}"), "run_id resumes mode victim only"
+    ),
     # runs and experiments
     "gradcam on a train run": BadInput(
         "gradcam.py", ("--attack_run_id", "{train_run}"), "is a train run, not an attack run"

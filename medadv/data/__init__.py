@@ -55,9 +55,15 @@ def synthetic_dir(name: str, seed: int = 0) -> Path:
     module, fixed = _module_and_fixed(name)
     root = Path(os.environ.get("MEDADV_HOME", ".medadv")) / "synthetic" / f"{name}-seed{seed}"
     if not (root / _COMPLETE_MARKER).exists():
-        root.mkdir(parents=True, exist_ok=True)
-        module.write_synthetic(root, seed=seed, **fixed)
-        (root / _COMPLETE_MARKER).touch()  # written last: a half-written set is rewritten next time
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            module.write_synthetic(root, seed=seed, **fixed)
+            (root / _COMPLETE_MARKER).touch()  # written last: a half-written set is rewritten next time
+        except OSError as error:  # a read-only MEDADV_HOME, a full disk
+            raise DataError(
+                f"{root}: cannot write the synthetic {name} set ({error.strerror or error}); "
+                "free some space or point MEDADV_HOME at a writable folder"
+            ) from None
     return root
 
 

@@ -106,6 +106,8 @@ def read_npz(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
             with archive:
                 arrays = {key: archive[key] for key in keys if key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        if "allow_pickle" in str(error):  # numpy refused to unpickle an object array
+            raise DataError(f"{path}: holds Python objects, which medadv never unpickles; save plain arrays") from None
         raise DataError(f"{path}: corrupt or truncated .npz ({error})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: not an .npz archive")

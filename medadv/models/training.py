@@ -1,12 +1,17 @@
-"""Training a victim: seeded, reproducible on CPU, with per-epoch macro F1 and AUC."""
+"""Training a victim: seeded, reproducible on CPU, with per-epoch macro F1 and AUC, resumable after any epoch."""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import keras
 import matplotlib.pyplot as plt
+import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
@@ -64,48 +69,152 @@ class ValidationScores(keras.callbacks.Callback):
         logs["val_auc"] = scores["auc"]
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a training stands after `epochs_done` epochs: every variable of the model (its weights and its
+    dropout layers' seed states) and of its optimizer, and the epochs' logs. Enough to go on as if never stopped."""
+
+    epochs_done: int
+    model_variables: list[np.ndarray]
+    optimizer_variables: list[np.ndarray]
+    history: dict[str, list[float]]
+
+    @classmethod
+    def of(cls, model: keras.Model, epochs_done: int, history: dict[str, list[float]]) -> TrainingState:
+        return cls(
+            epochs_done,
+            [np.asarray(v) for v in model.variables],
+            [np.asarray(v) for v in model.optimizer.variables],
+            {key: list(values) for key, values in history.items()},
+        )
+
+    def save(self, path: Path) -> Path:
+        """One uncompressed `.npz` (plain arrays, read back without pickle)."""
+        arrays: dict[str, Any] = {"epochs_done": np.array(self.epochs_done)}  # Any: as in medmnist.write_synthetic
+        arrays |= {f"model_{i:04d}": value for i, value in enumerate(self.model_variables)}
+        arrays |= {f"optimizer_{i:04d}": value for i, value in enumerate(self.optimizer_variables)}
+        arrays |= {f"history_{key}": np.array(values, np.float64) for key, values in self.history.items()}
+        np.savez(path, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingState:
+        with np.load(path, allow_pickle=False) as data:
+            names = sorted(data.files)
+            return cls(
+                int(data["epochs_done"]),
+                [data[name] for name in names if name.startswith("model_")],
+                [data[name] for name in names if name.startswith("optimizer_")],
+                {name.removeprefix("history_"): data[name].tolist() for name in names if name.startswith("history_")},
+            )
+
+    def restore(self, model: keras.Model) -> None:
+        """Put the saved variables back into `model` (compiled, its optimizer built here)."""
+        model.optimizer.build(model.trainable_variables)
+        for kind, variables, values in (
+            ("model", model.variables, self.model_variables),
+            ("optimizer", model.optimizer.variables, self.optimizer_variables),
+        ):
+            shapes = [tuple(v.shape) for v in variables]
+            if shapes != [value.shape for value in values]:
+                raise MedadvError(f"the checkpoint's {kind} variables do not match this model's: not the same training")
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
+
+
+class EpochState(keras.callbacks.Callback):
+    """Hands the training state to `save` after every finished epoch, before later callbacks log the epoch."""
+
+    def __init__(self, save: Callable[[TrainingState], None], resumed: TrainingState | None = None) -> None:
+        super().__init__()
+        self.save = save
+        self.history = {key: list(values) for key, values in (resumed.history if resumed else {}).items()}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.save(TrainingState.of(self.model, epoch + 1, self.history))
+
+
 def fit_victim(
     model: keras.Model,
     train: Dataset,
     validation: Dataset,
     config: FitConfig,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    resume: TrainingState | None = None,
 ) -> keras.callbacks.History:
     """Compile with Adam + cross-entropy on the softmax output and fit; callbacks see the F1/AUC logs.
 
-    Labels are one-hot so that mixup's soft labels and plain ones take the same loss.
+    Labels are one-hot so that mixup's soft labels and plain ones take the same loss. With `resume`, training
+    goes on from its epoch with its variables; the returned history holds every epoch, the earlier ones too.
     """
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return model.fit(
-        batches(train, config, shuffle=True, mixup_alpha=config.mixup_alpha),
-        shuffle=False,  # batches() already shuffles, with the seed
-        validation_data=batches(validation, config) if len(validation) else None,
-        epochs=config.epochs,
-        callbacks=[StopOnDivergence(), ValidationScores(validation, config.batch_size), *(callbacks or [])],
-        verbose=2,
-    )
+    first_epoch = resume.epochs_done if resume else 0
+    if resume:
+        resume.restore(model)
+    if first_epoch >= config.epochs:  # killed after its last epoch, before it registered: nothing left to fit
+        history = keras.callbacks.History()
+        history.history = {}
+    else:
+        history = model.fit(
+            epoch_batches(train, config, first_epoch),
+            shuffle=False,  # epoch_batches() shuffles, with the seed and the epoch
+            steps_per_epoch=math.ceil(len(train) / config.batch_size),
+            validation_data=batches(validation, config) if len(validation) else None,
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            callbacks=[StopOnDivergence(), ValidationScores(validation, config.batch_size), *(callbacks or [])],
+            verbose=2,
+        )
+    if resume:
+        new = history.history
+        history.history = {key: resume.history.get(key, []) + new.get(key, []) for key in resume.history | new}
+    return history
 
 
-def batches(data: Dataset, config: FitConfig, shuffle: bool = False, mixup_alpha: float = 0.0) -> tf.data.Dataset:
-    """(x, one-hot y) batches; with `mixup_alpha`, each batch is mixed with itself reversed."""
-    dataset = tf.data.Dataset.from_tensor_slices((data.x, tf.one_hot(data.y, data.num_classes)))
-    if shuffle:
-        dataset = dataset.shuffle(len(data), seed=config.seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(config.batch_size)
-    if mixup_alpha > 0:
-        dataset = dataset.map(lambda x, y: mixup(x, y, mixup_alpha))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+def batches(data: Dataset, config: FitConfig) -> tf.data.Dataset:
+    """(x, one-hot y) batches in order."""
+    pairs = tf.data.Dataset.from_tensor_slices((data.x, tf.one_hot(data.y, data.num_classes)))
+    return pairs.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+def epoch_batches(data: Dataset, config: FitConfig, first_epoch: int = 0) -> tf.data.Dataset:
+    """The training batches of epochs `first_epoch`..`config.epochs - 1`, one after the other.
+
+    Each epoch's order (and its mixup draws) is a function of the seed and the epoch's number alone, not of the
+    epochs before, so a training resumed at epoch k sees what an uninterrupted one sees there.
+    """
+    pairs = tf.data.Dataset.from_tensor_slices((data.x, tf.one_hot(data.y, data.num_classes)))
+    steps = math.ceil(len(data) / config.batch_size)
+
+    def one_epoch(epoch: int) -> tf.data.Dataset:
+        shuffled = pairs.shuffle(len(data), seed=config.seed * 100_003 + epoch).batch(config.batch_size)
+        if config.mixup_alpha <= 0:
+            return shuffled
+
+        def mixed(step: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+            stream = tf.constant(epoch * steps, tf.int64) + step
+            return mixup(*pair, config.mixup_alpha, seed=tf.stack([tf.constant(config.seed, tf.int64), stream]))
+
+        return shuffled.enumerate().map(mixed)
+
+    epochs = [one_epoch(epoch) for epoch in range(first_epoch, config.epochs)]
+    return functools.reduce(tf.data.Dataset.concatenate, epochs).prefetch(tf.data.AUTOTUNE)
+
+
+def mixup(
+    x: tf.Tensor, y: tf.Tensor, alpha: float, seed: tf.Tensor | tuple[int, int] = (0, 0)
+) -> tuple[tf.Tensor, tf.Tensor]:
     """x' = lam x + (1 - lam) x_rev, y' likewise (Zhang et al. 2018, eq. 1), with lam ~ Beta(alpha, alpha) drawn
-    for each sample, as foe's `mixup_generator.py` does."""
+    for each sample, as foe's `mixup_generator.py` does; stateless: the same `seed`, the same draws."""
     batch = tf.shape(x)[0]
-    a, b = tf.random.gamma([batch], alpha), tf.random.gamma([batch], alpha)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    a, b = (tf.random.stateless_gamma([batch], seed=seeds[i], alpha=alpha) for i in range(2))
     lam = a / (a + b)
     lam_x = tf.reshape(lam, tf.concat([[batch], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0))
     lam_y = lam[:, tf.newaxis]
