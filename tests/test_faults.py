@@ -21,7 +21,7 @@ from medadv.data import synthetic_dir
 from medadv.tracking.checkpoints import CHECKPOINTS
 from medadv.tracking.registry import load_model
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.faults  # minutes: run with `pytest -m faults`
 TINY = (
     "--dataset", "pneumoniamnist", "--arch", "small_cnn", "--arch_options", "width=4", "--epochs", "3",
     "--batch_size", "16", "--seed", "0", "--experiment", "faults",

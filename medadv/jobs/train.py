@@ -7,8 +7,15 @@ from dataclasses import asdict
 import keras
 import mlflow
 
-from medadv.contract import STEP_TAG
-from medadv.data import load_dataset, loader_options
+from medadv.contract import (
+    CONFUSION_FIGURE,
+    LEARNING_CURVES,
+    MODEL_VERSION_TAG,
+    PREDICTIONS,
+    REGISTERED_MODEL_TAG,
+    STEP_TAG,
+)
+from medadv.data import Dataset, load_dataset, loader_options
 from medadv.errors import MedadvError
 from medadv.jobs.generators import train_generator_set
 from medadv.jobs.robust import train_robust
@@ -83,13 +90,15 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
         return train_generator_set(settings)
     if settings.mode == "robust":
         return train_robust(settings)
+    return _train_victim(settings)
+
+
+def _train_victim(settings: TrainSettings) -> str:
+    """Fit a victim epoch by epoch (each checkpointed in the run, so a killed run resumes), score and register it."""
     fit_config = FitConfig(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        seed=settings.seed,
-        mixup_alpha=settings.mixup_alpha,
-    )
+        epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+        seed=settings.seed, mixup_alpha=settings.mixup_alpha,
+    )  # fmt: skip
     fit_config.validate()
     arch_options = parse_options(settings.arch_options, architecture(settings.arch), "arch_options")
     data_options = loader_options(settings.dataset, settings.data_options)
@@ -97,14 +106,12 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
         split: load_dataset(settings.dataset, settings.data_dir, split, **data_options)
         for split in ("train", "val", "test")
     }
-
     seed_everything(settings.seed)
     with distribution_strategy().scope():
         train_set = splits["train"]
         model = build_model(settings.arch, train_set.input_shape, train_set.num_classes, **arch_options)
     check_victim(model, train_set.input_shape)
 
-    name = settings.model_name or default_model_name(settings.dataset, settings.arch)
     run_name = f"train {settings.arch} · {settings.dataset}"
     with start_step_run("train", asdict(settings), run_id=settings.run_id or None, name=run_name) as run:
         checkpoints = RunCheckpoints(run.info.run_id)
@@ -117,30 +124,27 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
             relog_metrics(run.info.run_id, resumed)
         callbacks = [EpochState(checkpoints.save, resumed), MetricsToMlflow()]
         history = fit_victim(model, train_set, splits["val"], fit_config, callbacks=callbacks, resume=resumed)
-        test = splits["test"]
-        probs = model.predict(test.x, batch_size=settings.batch_size, verbose=0)
-        scores = classification_scores(test.y, probs)
-        test_scores = {f"test_{key}": value for key, value in scores.items()}  # accuracy, macro_f1, auc
-        mlflow.log_metrics(test_scores | {"clean_accuracy": scores["accuracy"]})
-        mlflow.log_table(prediction_table(test, probs), "predictions/test.json")
-        log_figure(learning_curves(history), "figures/learning_curves.png")
-        log_figure(confusion_figure(test.y, probs.argmax(axis=1), test.class_names), "figures/confusion_matrix.png")
-        model_uri = log_victim(model, test.x[:2])
-        version = register(
-            model_uri,
-            name,
-            settings.alias,
-            tags={
-                "dataset": settings.dataset,
-                "arch": settings.arch,
-                "clean_accuracy": f"{scores['accuracy']:.4f}",
-                "training_method": "standard",
-                "data_fingerprint": train_set.fingerprint(),
-                "run_id": run.info.run_id,
-            },
-        )
-        mlflow.set_tags({"medadv.registered_model": name, "medadv.model_version": version})
+        log_figure(learning_curves(history), LEARNING_CURVES)
+        _register_scored(settings, model, splits, run.info.run_id)
         checkpoints.remove_all()
-        print(f"registered {name} version {version} as models:/{name}@{settings.alias}")
-        show_at_end(test_scores | {"model": f"models:/{name}/{version}"})
         return str(run.info.run_id)
+
+
+def _register_scored(settings: TrainSettings, model: keras.Model, splits: dict[str, Dataset], run_id: str) -> None:
+    """Test scores, predictions and confusion matrix of the fitted victim, then its registration."""
+    test = splits["test"]
+    probs = model.predict(test.x, batch_size=settings.batch_size, verbose=0)
+    scores = classification_scores(test.y, probs)
+    test_scores = {f"test_{key}": value for key, value in scores.items()}  # accuracy, macro_f1, auc
+    mlflow.log_metrics(test_scores | {"clean_accuracy": scores["accuracy"]})
+    mlflow.log_table(prediction_table(test, probs), PREDICTIONS)
+    log_figure(confusion_figure(test.y, probs.argmax(axis=1), test.class_names), CONFUSION_FIGURE)
+    name = settings.model_name or default_model_name(settings.dataset, settings.arch)
+    tags = {
+        "dataset": settings.dataset, "arch": settings.arch, "clean_accuracy": f"{scores['accuracy']:.4f}",
+        "training_method": "standard", "data_fingerprint": splits["train"].fingerprint(), "run_id": run_id,
+    }  # fmt: skip
+    version = register(log_victim(model, test.x[:2]), name, settings.alias, tags=tags)
+    mlflow.set_tags({REGISTERED_MODEL_TAG: name, MODEL_VERSION_TAG: version})
+    print(f"registered {name} version {version} as models:/{name}@{settings.alias}")
+    show_at_end(test_scores | {"model": f"models:/{name}/{version}"})

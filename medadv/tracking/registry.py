@@ -14,6 +14,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 
+from medadv.contract import CLASS_TAG, MODEL_ALIAS_TAG, MODEL_RUN_TAG, MODEL_URI_TAG, MODEL_VERSION_TAG
 from medadv.models import ModelError, check_victim, ensemble
 from medadv.tracking.names import check_registration, check_tags
 
@@ -121,10 +122,10 @@ class PinnedModel:
     def tags(self) -> dict[str, str]:
         """The run tags that record the pinning (empty fields left out, so a resume keeps the first ones)."""
         tags = {
-            "medadv.model_uri": self.uri,
-            "medadv.model_version": self.version,
-            "medadv.model_alias": self.alias,
-            "medadv.model_run_id": self.run_id,
+            MODEL_URI_TAG: self.uri,
+            MODEL_VERSION_TAG: self.version,
+            MODEL_ALIAS_TAG: self.alias,
+            MODEL_RUN_TAG: self.run_id,
         }
         return {key: value for key, value in tags.items() if value}
 
@@ -184,7 +185,7 @@ def load_generators(run_id: str) -> dict[int, keras.Model]:
     generators = {}
     for child in children:
         local = Path(mlflow.artifacts.download_artifacts(f"runs:/{child.info.run_id}/generator"))
-        generators[int(child.data.tags["medadv.class_index"])] = keras.saving.load_model(
+        generators[int(child.data.tags[CLASS_TAG])] = keras.saving.load_model(
             sorted(local.rglob("*.keras"))[0], safe_mode=True
         )
     return generators

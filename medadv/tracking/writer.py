@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from medadv.contract import WRITER_TAG
 from medadv.errors import MedadvError
 
-WRITER_TAG = "medadv.writer"
 HEARTBEAT_S = 30.0
 STALE_S = 4 * HEARTBEAT_S
 SETTLE_S = 1.0  # two resumes that read "free" at once both write; after this, the last write wins
