@@ -30,6 +30,8 @@ def test_main_runs_every_stage_and_the_report_matches_the_runs(tracking_server: 
         "main": 1, "train": 3, "attack": 7, "gradcam": 1, "evaluate": 1,
     }  # fmt: skip
     parent = by_step["main"][0].info.run_id
+    assert by_step["main"][0].info.run_name.startswith("main demo · ")  # every run is named after what it did
+    assert not [run.info.run_name for run in runs if " · " not in run.info.run_name]
     assert all(run.data.tags.get("mlflow.parentRunId") for run in runs if run.info.run_id != parent)
 
     attacks = {

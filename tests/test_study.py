@@ -83,6 +83,7 @@ def test_study_runs_its_protocol_as_nested_runs_with_one_table(
             and run.data.tags["medadv.step"] != "generator_class"} == {parent}  # fmt: skip
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent)}
     assert {STUDY_TABLE, REPORT} <= artifacts
+    assert mlflow.get_run(parent).info.run_name == f"study {name} · smoke"  # named after what it did
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ def run_main(settings: MainSettings, tracking_uri: str | None = None, experiment
         attack_params="eps=0.5,eps_step=0.1,max_iter=5",
     )  # fmt: skip
 
-    with start_step_run("main", asdict(settings)) as parent:
+    with start_step_run("main", asdict(settings), name=f"main demo · {settings.records} records") as parent:
         step = reusing_step(uri, experiment)
         step("train", train, victim_a)
         step("train", train, victim_b)

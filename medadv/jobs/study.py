@@ -58,7 +58,7 @@ def study(settings: StudySettings, tracking_uri: str | None = None, experiment: 
         if missing:
             raise StudyError(f"study {settings.name} at scale={settings.scale} needs {missing}")
     uri = connect(tracking_uri, experiment)
-    with start_step_run("study", asdict(settings)) as parent:
+    with start_step_run("study", asdict(settings), name=f"study {settings.name} · {settings.scale}") as parent:
         steps = _Steps(reusing_step(uri, experiment), settings)
         rows = RUNNERS[type(chosen)](chosen, steps)
         table = pd.DataFrame(rows, columns=list(COLUMNS))
