@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.signal
 import tensorflow as tf
-from medadv.attacks.ecgadv_filters import device_filter_stages
+from medadv.attacks.ecgadv.filters import device_filter_stages
 from test_ecg_plausibility import ECG, FS_HZ
 
 from medadv.attacks.base import AttackError
