@@ -77,7 +77,7 @@ def test_a_sharded_attack_renders_as_a_gpu_job_with_credentials_from_a_secret(
     assert argv[:2] == ["python", "steps/attack.py"]
     flags = dict(zip(argv[2::2], argv[3::2], strict=True))
     assert flags["--model"] == parameters["model"] and flags["--shard"] == "3/8" and flags["--parent_run_id"] == "p0"
-    assert flags["--engine"] == "" and not any("'" in word for word in container["command"])  # empty stays empty
+    assert flags["--data_dir"] == "" and not any("'" in word for word in container["command"])  # empty stays empty
 
     env = {variable["name"]: variable for variable in container["env"]}
     assert env["MLFLOW_TRACKING_URI"]["value"] == IN_CLUSTER_URI

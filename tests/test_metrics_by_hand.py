@@ -151,7 +151,7 @@ def test_image_tables_take_tf_ssim_by_default_and_signals_get_float_nans() -> No
     # PSNR of one pixel changed by 0.5 in 144: MSE 0.25 / 144, 10 log10(1 / MSE) = 10 log10(576) = 27.6 dB
     assert table.loc[1, "psnr"] == pytest.approx(10 * np.log10(576.0))
     metrics = summarize(result, (0.0, 1.0), ("a", "b"))
-    assert metrics["clean_accuracy"] == 0.75 and metrics["robust_accuracy"] == 0.25
+    assert metrics["selected_clean_accuracy"] == 0.75 and metrics["robust_accuracy"] == 0.25
     assert metrics["ssim_mean"] == pytest.approx(table.loc[1, "ssim"])  # over the 3 changed images, all alike
     signal = dataclasses.replace(result_of([0.0, 1.0], [0.5, 1.0], [1, 0]))
     blank = per_sample_table(signal, (-np.inf, np.inf))
