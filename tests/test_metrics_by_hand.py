@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import scipy.signal
 import tensorflow as tf
-from medadv.attacks.ecgadv.filters import device_filter_stages
 from test_ecg_plausibility import ECG, FS_HZ
 
 from medadv.attacks.base import AttackError
 from medadv.attacks.ecgadv import evaluation_distances, selection_masks, type1_distance
+from medadv.attacks.ecgadv.filters import device_filter_stages
 from medadv.attacks.result import AttackResult
 from medadv.data.base import Dataset
 from medadv.metrics import (

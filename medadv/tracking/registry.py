@@ -166,7 +166,10 @@ def load_model(uri: str) -> keras.Model:
     files = [local] if local.is_file() else sorted(local.rglob("*.keras"))
     if not files or files[0].suffix != ".keras":
         raise ModelError(f"no .keras model file in {uri}; give {_URI_FORMS}")
-    model = keras.saving.load_model(files[0], safe_mode=True)
+    try:
+        model = keras.saving.load_model(files[0], safe_mode=True)
+    except (ValueError, TypeError, OSError) as error:  # not a Keras file, cut short, or code it would run
+        raise ModelError(f"cannot load model {uri}: {' '.join(str(error).split())}") from None
     check_victim(model)
     if not all(np.isfinite(weights).all() for weights in model.get_weights()):
         raise ModelError(f"model {uri} has NaN or infinite weights")
