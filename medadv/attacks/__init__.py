@@ -115,7 +115,8 @@ register(
 register("dgn", dgn.DGNConfig, {"native": dgn.DGNAttack}, needs=("generators",), white_box_transfer=False)
 
 
-def _spec(name: str) -> AttackSpec:
+def spec_of(name: str) -> AttackSpec:
+    """The registered family `name`, or an AttackError naming the families there are."""
     if name not in ATTACKS:
         raise AttackError(f"unknown attack {name!r}; choose one of {', '.join(ATTACKS)}")
     return ATTACKS[name]
@@ -140,7 +141,7 @@ def _coerce(name: str, field: str, kind: Any, text: str) -> Any:
 
 def parse_config(name: str, params: dict[str, str]) -> AttackConfig:
     """Build `name`'s settings from strings (as MLflow passes parameters); unknown names fail with the valid ones."""
-    config_class = _spec(name).config
+    config_class = spec_of(name).config
     types = typing.get_type_hints(config_class)
     fields = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(params) - fields)
@@ -168,7 +169,7 @@ def make_attack(
     `engine` None picks the attack's default ("native" where it exists, else "art"). `options` go to the
     attack's constructor (the DGN attack's `generators`).
     """
-    spec = _spec(name)
+    spec = spec_of(name)
     engine = engine or spec.default_engine
     if engine not in spec.engines:
         raise AttackError(f"{name} has no engine {engine!r}; choose one of {', '.join(spec.engines)}")

@@ -30,6 +30,7 @@ from medadv.attacks import (
     Extras,
     make_attack,
     parse_config,
+    spec_of,
 )
 from medadv.attacks.ecgadv import evaluation_distances
 from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
@@ -124,9 +125,7 @@ def _checked_inputs(settings: AttackSettings) -> _Inputs:
     selection and the defense."""
     if not settings.model:
         raise AttackError("give the victim with --model (models:/NAME@ALIAS, runs:/ID/model or a path)")
-    if settings.attack not in ATTACKS:
-        raise AttackError(f"unknown attack {settings.attack!r}; choose one of {', '.join(ATTACKS)}")
-    spec = ATTACKS[settings.attack]
+    spec = spec_of(settings.attack)
     config = parse_config(settings.attack, parse_params(settings.attack_params))
     spec.check(settings)
     shard = parse_shard(settings.shard)
@@ -229,7 +228,7 @@ def _params(settings: AttackSettings, config: AttackConfig, models: _Models) -> 
 
 def _tags(settings: AttackSettings, inputs: _Inputs, pinned: PinnedModel, crafting: _Crafting) -> dict[str, str]:
     return pinned.tags() | {
-        ENGINE_TAG: crafting.engine or inputs.spec.default_engine,
+        ENGINE_TAG: _engine_used(settings),
         BATCH_SIZE_TAG: str(crafting.batch_size),
         ATTACK_TAG: settings.attack,
         SPLIT_TAG: settings.split,
