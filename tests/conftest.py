@@ -15,6 +15,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 EXPERIMENT = "tests"  # where tests that share the registered victims log their runs
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding `slow` tests first, so that `make test`'s workers (one file each) do not wait at the end
+    for the longest file."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """`../shared/data`, the real sample data sets; tests that need it skip where it is absent."""

@@ -89,7 +89,7 @@ def test_fgsm_robust_model_is_registered_with_its_threat_model(mnist_victim: str
     assert "robust_accuracy_fgsm_victim_crafted" in version.tags
 
 
-@pytest.mark.slow
+@pytest.mark.study  # 10,000 real MNIST images through generators and robust training: about 2 minutes
 def test_real_mnist_dgn_attack_and_dgn_robust_training_log_the_study_figures(
     shared_data: Path, tracking_server: str
 ) -> None:

@@ -142,5 +142,6 @@ def test_study_at_smoke_scale_on_the_real_data(
     monkeypatch.setenv("MEDADV_HOME", str(tmp_path / "home"))
     parent = study(StudySettings(name=name, data_dir=str(shared_data)), tracking_server, f"study-smoke-{name}")
     table = _table(parent, tmp_path)
+    print(f"\nSTUDY {name} smoke on {shared_data}:\n{table.to_string()}")  # the README's figures (pytest -rP)
     assert tuple(table.columns) == COLUMNS and len(table) >= 3
     assert table["medadv_value"].dropna().between(0, 1).all()
