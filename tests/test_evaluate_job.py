@@ -285,12 +285,21 @@ def skipped_reason(runs: Runs, run_id: str) -> str:
 def test_the_report_embeds_every_figure_and_its_location_is_printed(runs: Runs, tracking_server: str) -> None:
     embedded = re.findall(r'src="data:image/png;base64,', runs.html)
     # eps curves of each model (the ECG one at a single eps), white-box and transferred robustness, one success
-    # matrix, Type II success vs window, transfer; each as PNG and SVG
-    assert len(runs.figures) == 2 * 8 and {name.rsplit(".", 1)[1] for name in runs.figures} == {"png", "svg"}
-    assert "tiny_cinc_candidate_ECGadv_Type_II_success_vs_window.svg" in runs.figures
+    # matrix, Type II success vs window, transfer, and the grid of the FGSM example explained by Grad-CAM; each
+    # as PNG and SVG
+    curves = "fooling_rate_and_robust_accuracy_vs_eps_95_Wilson_intervals"
+    drawn = {
+        f"tiny_pneumonia_v1_{curves}", f"tiny_pneumonia_candidate_{curves}", f"tiny_cinc_v1_{curves}",
+        "white_box_robust_accuracy_n_samples_attacked", "accuracy_on_transferred_adversarial_inputs_n_inputs_replayed",
+        f"tiny_cinc_v1_pgd_1_target_1_run_{runs.targeted[:8]}",
+        "tiny_cinc_candidate_ECGadv_Type_II_success_vs_window", "transfer_success_rate_n_inputs_replayed",
+        f"tiny_pneumonia_v1_fgsm_0_1_run_{runs.whole[:8]}_Grad_CAM_of_clean_and_adversarial_inputs_beside_the_images"
+        "_and_the_perturbation",
+    }  # fmt: skip
+    assert set(runs.figures) == {f"{name}.{suffix}" for name in drawn for suffix in ("png", "svg")}
     # and the examples the runs logged: the FGSM images with the Grad-CAM run that explained them, the ECG overlays
     examples = re.findall(r"<figcaption>([^<]*\(run [0-9a-f]{8}\): [^<]*)</figcaption>", runs.html)
-    assert len(embedded) == 8 + len(examples) and len(examples) >= 3
+    assert len(embedded) == len(drawn) - 1 + len(examples) and len(examples) >= 3  # the grid is an example
     assert any(f"fgsm@0.1 (run {runs.whole[:8]}): Grad-CAM" in caption for caption in examples)
     assert set(TABLES) <= set(runs.latex) and 'class="none"' not in runs.html  # empty sections left out
     assert r"\toprule" in runs.latex["robustness"] and r"clean\_test\_accuracy" in runs.latex["robustness"]

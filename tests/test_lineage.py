@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.projects import _project_spec
@@ -61,6 +62,8 @@ def test_attack_gradcam_and_evaluate_credit_the_version_the_alias_named_at_attac
     assert attacked.params["model_version_uri"] == attacked.params["transfer_to_versions"] == f"models:/{NAME}/1"
     assert attacked.tags["medadv.model_alias"] == "candidate" and attacked.tags["medadv.model_version"] == "1"
     assert attacked.tags["medadv.model_run_id"] == first_train
+    # `train` registers its run's model folder, which is no MLflow 3 logged model: no model input to record
+    assert client.get_run(attack_run).inputs.model_inputs == []
 
     gradcam_run = gradcam(GradcamSettings(attack_run_id=attack_run), tracking_server, EXPERIMENT)
     explained = client.get_run(gradcam_run).data
@@ -91,6 +94,44 @@ def test_attack_gradcam_and_evaluate_credit_the_version_the_alias_named_at_attac
     assert row["model"] == f"models:/{NAME}/1" and row["model_label"] == f"{NAME} v1 (@candidate at the time)"
     assert tables["models"].loc[f"models:/{NAME}/1", "train_run_id"] == first_train
     assert list(tables["transfer"]["target_model"]) == [f"models:/{NAME}/1"]
+
+
+def test_attack_and_gradcam_runs_record_the_pinned_versions_logged_model_as_their_model_input(
+    victims: dict[str, str], tracking_server: str
+) -> None:
+    """A version of a model logged MLflow 3's way (`mlflow.keras.log_model(name=...)`, a logged model with an id)
+    is an input of the runs that attack and explain it; a version registered from files (the transfer target,
+    trained by `train`) adds none."""
+    from mlflow.models import infer_signature
+
+    from medadv.tracking.lineage import log_model_inputs, logged_model_id
+    from medadv.tracking.registry import load_model, pip_requirements
+
+    connect(tracking_server, EXPERIMENT)
+    model = load_model("models:/tiny-pneumonia@candidate")
+    example = np.zeros((2, *model.input_shape[1:]), dtype=np.float32)
+    with mlflow.start_run(run_name="log a model MLflow 3's way"):
+        logged = mlflow.keras.log_model(model, name="model", signature=infer_signature(example, model.predict(example)),
+                                        pip_requirements=pip_requirements())  # fmt: skip
+    version = mlflow.register_model(logged.model_uri, "lineage-logged-model").version
+    victim = f"models:/lineage-logged-model/{version}"
+    assert logged_model_id(victim) == logged.model_id
+    assert logged_model_id("models:/tiny-pneumonia/1") is None
+
+    attack_run = attack(
+        AttackSettings(model=victim, dataset="pneumoniamnist", data_dir=victims["images"], split="train",
+                       attack="fgsm", attack_params="eps=0.1", num_samples=2, selection="all",
+                       transfer_to="models:/tiny-pneumonia@candidate"),
+        tracking_server, EXPERIMENT,
+    )  # fmt: skip
+    client = mlflow.MlflowClient(tracking_server)
+    assert [model.model_id for model in client.get_run(attack_run).inputs.model_inputs] == [logged.model_id]
+    gradcam_run = gradcam(GradcamSettings(attack_run_id=attack_run), tracking_server, EXPERIMENT)
+    assert [model.model_id for model in client.get_run(gradcam_run).inputs.model_inputs] == [logged.model_id]
+
+    with mlflow.start_run():  # each logged model once, also when a resumed run logs its inputs again
+        assert log_model_inputs([victim, f"{victim}+{victim}"]) == [logged.model_id]
+        assert log_model_inputs([victim]) == []
 
 
 def test_an_alias_that_names_no_version_is_refused_before_any_run(

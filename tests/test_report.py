@@ -30,7 +30,7 @@ from medadv.report.records import (
     newest_shards,
     short_model,
 )
-from medadv.report.sections import example_images
+from medadv.report.sections import example_grids, example_images
 from medadv.report.tables import compare, headline_table
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -256,14 +256,19 @@ def test_an_image_attack_explained_by_gradcam_is_one_grid_of_images_perturbation
     plt.close(figure)
 
     run = RunRecord(run_id="0123456789abcdef", params={"model": VICTIM, "attack": "fgsm", "eps": "0.1"})
-    images = example_images([Example(attack=run, perturbations=b"png", result=result, heatmaps=maps)])
-    assert list(images) == [
-        "victim v1 fgsm@0.1 (run 01234567): clean, adversarial, perturbation (scale in the figure)",
+    example = Example(attack=run, perturbations=b"png", gradcam=b"overlays", result=result, heatmaps=maps)
+    # what the run logged stays as it is; the grid is the report's own figure (logged as PNG and SVG)
+    assert example_images([example]) == {
+        "victim v1 fgsm@0.1 (run 01234567): clean, adversarial, perturbation (scale in the figure)": b"png"
+    }
+    grids = example_grids([example])
+    [(caption, grid)] = grids.items()
+    assert caption == (
         "victim v1 fgsm@0.1 (run 01234567): Grad-CAM of clean and adversarial inputs, beside the images and the "
-        "perturbation",
-    ]
-    grid = Image.open(io.BytesIO(images[list(images)[1]]))
-    assert grid.format == "PNG" and grid.width > grid.height > 300
+        "perturbation"
+    )
+    assert len(grid.axes) == 2 * 5
+    plt.close(grid)
 
 
 # --- the HTML report and its figures ------------------------------------------------------------------------------

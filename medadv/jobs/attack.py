@@ -73,6 +73,7 @@ from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
 from medadv.options import parse_params
 from medadv.settings import AttackSettings
+from medadv.tracking.lineage import log_model_inputs
 from medadv.tracking.registry import PinnedModel, load_generators, load_model, pin_model, trained_on
 from medadv.tracking.runs import as_given, connect, log_dataset, log_figure, same_param, show_at_end, start_step_run
 from medadv.tracking.writer import check_free
@@ -91,6 +92,7 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     name = _run_name(settings, inputs, models.pinned)
     with start_step_run("attack", _params(settings, inputs.config, models), run_id=models.resumed, name=name) as run:
         mlflow.set_tags(_tags(settings, inputs, models.pinned, crafting))
+        log_model_inputs([models.pinned.uri, *models.target_uris])
         log_dataset(samples, context="attack")
         with tempfile.TemporaryDirectory(prefix="medadv-attack-") as temporary:
             folder = Path(temporary)

@@ -7,7 +7,8 @@ an image attack a gradcam run explained, its result and maps). The tables, secti
 by `medadv.report` without MLflow; this job only gathers (loading transfer targets to replay merged
 shards on) and logs.
 Everything is logged in a run of its own (step `evaluate`): `report.html` with its figures embedded,
-the figures as PNG and SVG under `figures/`, and each table as CSV, Parquet and LaTeX under `tables/`.
+the report's own figures (the example grids included) as PNG and SVG under `figures/`, and each table as
+CSV, Parquet and LaTeX under `tables/`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from medadv.models import ModelError
 from medadv.report.files import write_report
 from medadv.report.html import Section
 from medadv.report.records import Example, Heatmaps, ModelRecord, RunRecord, UnavailableModel, model_uris, needs
-from medadv.report.sections import choose_examples, example_images, report_sections
+from medadv.report.sections import choose_examples, example_grids, example_images, report_sections
 from medadv.report.tables import compare, headline_table
 from medadv.settings import EvaluateSettings
 from medadv.tracking.registry import load_model
@@ -160,7 +161,7 @@ class Gatherer:
         models = {uri: self._model_record(uri) for uri in model_uris(records["attack"])}
         examples = [self._example(*chosen) for chosen in choose_examples(records["attack"], records["gradcam"])]
         tables, rows = compare(records, models, self._replay)
-        return tables, report_sections(tables, rows, example_images(examples))
+        return tables, report_sections(tables, rows, example_images(examples), example_grids(examples))
 
     def _download(self, run_id: str, path: str) -> Path:
         folder = self.folder / run_id

@@ -35,6 +35,7 @@ from medadv.explain import Explainer, ExplainError, overlay_figure, target_class
 from medadv.metrics.heatmap import heatmap_summary, heatmap_table
 from medadv.metrics.similarity import check_ssim_method
 from medadv.settings import GradcamSettings
+from medadv.tracking.lineage import log_model_inputs
 from medadv.tracking.registry import load_model, pin_model
 from medadv.tracking.runs import as_given, connect, log_figure, show_at_end, start_step_run
 
@@ -73,6 +74,7 @@ def _explain_attack(settings: GradcamSettings) -> str:
     name = f"{settings.method} · {attack_run.info.run_name}"
     with start_step_run("gradcam", asdict(settings) | inherited, name=name) as run:
         mlflow.set_tags(tags)
+        log_model_inputs([pinned.uri])
         clean = explainer(result.x, classes, batch_size=settings.batch_size)
         adversarial = explainer(result.x_adv, adversarial_classes, batch_size=settings.batch_size)
         table = heatmap_table(
@@ -110,6 +112,7 @@ def _explain_clean(settings: GradcamSettings) -> str:
     lineage = {"layer": explainer.layer, MODEL_VERSION_PARAM: pinned.uri}
     with start_step_run("gradcam", asdict(settings) | lineage, name=f"{settings.method} clean · {pinned.short}") as run:
         mlflow.set_tags(pinned.tags())
+        log_model_inputs([pinned.uri])
         y_clean = predict(model, data.x).argmax(axis=1)
         classes, _ = target_classes(settings.explain_class, y_true=data.y, y_clean=y_clean)
         clean = explainer(data.x, classes, batch_size=settings.batch_size)

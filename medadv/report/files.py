@@ -36,7 +36,8 @@ def _write_tables(tables: Mapping[str, pd.DataFrame], folder: Path) -> None:
 
 def _write_figures(sections: Sequence[Section], folder: Path) -> None:
     """The report's own figures also as PNG and SVG files under figures/ (named after their captions), for
-    MLflow's UI and for a paper; the examples stay where their runs logged them."""
+    MLflow's UI and for a paper (the example grids the report draws among them); the figures the example runs
+    logged stay where they logged them."""
     folder.mkdir()
     for section in sections:
         for caption, figure in section.figures.items():

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
 from medadv.attacks.figures import window_success_figure
 from medadv.contract import ATTACK_RUN_TAG
 from medadv.report.figures import eps_curves, example_grid, matrix_heatmap
-from medadv.report.html import Section, figure_png, shown
+from medadv.report.html import Section, shown
 from medadv.report.records import Example, RunRecord, describe, model_of, number, shard_of, short_model
 from medadv.report.tables import AttackRow, crafted, headline_table
 
 Tables = Mapping[str, pd.DataFrame]
 
 
-def report_sections(tables: Tables, rows: Sequence[AttackRow], examples: Mapping[str, bytes]) -> list[Section]:
-    """Every heading of the report (a heading with nothing to show is left out when rendered)."""
+def report_sections(
+    tables: Tables, rows: Sequence[AttackRow], examples: Mapping[str, bytes], grids: Mapping[str, Figure]
+) -> list[Section]:
+    """Every heading of the report (a heading with nothing to show is left out when rendered); `examples` are the
+    figures the runs logged, `grids` the report's own drawings of the explained image attacks."""
     return [
         Section(
             title="Attacks",
@@ -32,9 +34,11 @@ def report_sections(tables: Tables, rows: Sequence[AttackRow], examples: Mapping
         ),
         Section(
             title="Examples",
-            text="Figures the attack runs logged, at the largest eps run per model and attack: the least and most "
-            "perturbed samples with the perturbation on one stated scale, or clean and adversarial ECGs; and, where "
-            "a gradcam run explained the attack, the Grad-CAM maps of the clean and adversarial inputs.",
+            text="At the largest eps run per model and attack: where a gradcam run explained an image attack, one "
+            "grid of clean, adversarial and amplified perturbation beside the Grad-CAM maps of both (also under "
+            "figures/); then the figures the attack runs logged: the least and most perturbed samples with the "
+            "perturbation on one stated scale, or clean and adversarial ECGs with their Grad-CAM maps.",
+            figures=grids,
             images=examples,
         ),
         Section(
@@ -170,22 +174,35 @@ def choose_examples(
 
 
 def example_images(examples: Iterable[Example]) -> dict[str, bytes]:
-    """The examples' figures by caption: the attack's ECG overlays or images, then its Grad-CAM maps (for images,
-    one grid of clean, adversarial, perturbation and both maps)."""
+    """The figures the examples' runs logged, by caption: the attack's ECG overlays or images, then (for ECGs, or
+    where the report draws no grid) its Grad-CAM maps."""
     images = {}
     for example in examples:
-        run = example.attack
-        name = f"{short_model(model_of(run))} {describe(run)['label']} (run {run.run_id[:8]})"
+        name = _example_name(example)
         if example.ecg_overlays is not None:
             images[f"{name}: clean and adversarial ECG"] = example.ecg_overlays
         elif example.perturbations is not None:
             images[f"{name}: clean, adversarial, perturbation (scale in the figure)"] = example.perturbations
-        if example.result is not None and example.heatmaps is not None:
-            grid = example_grid(example.result, example.heatmaps)
-            images[f"{name}: Grad-CAM of clean and adversarial inputs, beside the images and the perturbation"] = (
-                figure_png(grid)
-            )
-            plt.close(grid)
-        elif example.gradcam is not None:
+        if example.gradcam is not None and not _has_grid(example):
             images[f"{name}: Grad-CAM of clean and adversarial inputs"] = example.gradcam
     return images
+
+
+def example_grids(examples: Iterable[Example]) -> dict[str, Figure]:
+    """The report's own figure of each image attack a gradcam run explained: one grid of clean, adversarial,
+    perturbation and both maps (drawn here, so it is logged as PNG and SVG like the report's other figures)."""
+    return {
+        f"{_example_name(example)}: Grad-CAM of clean and adversarial inputs, beside the images and the "
+        "perturbation": example_grid(example.result, example.heatmaps)
+        for example in examples
+        if example.result is not None and example.heatmaps is not None
+    }
+
+
+def _has_grid(example: Example) -> bool:
+    return example.result is not None and example.heatmaps is not None
+
+
+def _example_name(example: Example) -> str:
+    run = example.attack
+    return f"{short_model(model_of(run))} {describe(run)['label']} (run {run.run_id[:8]})"
