@@ -45,6 +45,7 @@ TRAINING_METHOD_TAG = "medadv.training_method"  # robust: fgsm, pgd, pgd_online,
 ROBUST_TRAINER_TAG = "medadv.robust_trainer"
 EVALUATED_EXPERIMENT_TAG = "medadv.evaluated_experiment"  # evaluate: the experiment it reported on
 WRITER_TAG = "medadv.writer"  # the process that holds the run (one writer per run)
+CHECKSUM_TAG = "medadv.sha256."  # + an artifact path: the sha256 of that file as logged (set before its upload)
 
 # --- params ----------------------------------------------------------------------------------------------------
 MODEL_VERSION_PARAM = "model_version_uri"  # attack: the victim's pinned version; resume and evaluate read it

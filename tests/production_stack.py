@@ -119,12 +119,15 @@ def missing_requirement() -> str | None:
 
 
 @contextmanager
-def production_stack(root: Path) -> Iterator[ProductionStack]:
-    """PostgreSQL + S3 + deploy/mlflow_server.sh (`--serve-artifacts --app-name basic-auth`), one user created."""
+def production_stack(root: Path, s3: S3Endpoint | None = None) -> Iterator[ProductionStack]:
+    """PostgreSQL + S3 + deploy/mlflow_server.sh (`--serve-artifacts --app-name basic-auth`), one user created.
+
+    `s3`: an endpoint (with the bucket) that the caller runs; by default moto's server in a process of its own.
+    """
     with ExitStack() as stack:
         pg_password = secrets.token_urlsafe(16)
         pg_port = stack.enter_context(postgres_cluster(pg_password, databases=("mlflow", "mlflow_auth")))
-        s3 = stack.enter_context(s3_endpoint(root))
+        s3 = s3 or stack.enter_context(s3_endpoint(root))
         admin = Credentials("admin", secrets.token_urlsafe(16))
         flask_secret = secrets.token_urlsafe(16)
         config = root / "basic_auth.ini"

@@ -73,6 +73,7 @@ from medadv.metrics.transfer import transfer_metrics
 from medadv.models import check_victim
 from medadv.options import parse_params
 from medadv.settings import AttackSettings
+from medadv.tracking.artifacts import log_artifact
 from medadv.tracking.lineage import log_model_inputs
 from medadv.tracking.registry import PinnedModel, load_generators, load_model, pin_model, trained_on
 from medadv.tracking.runs import as_given, connect, log_dataset, log_figure, same_param, show_at_end, start_step_run
@@ -261,7 +262,7 @@ def _attacked_batches(
     with closing(batches):
         for index, batch in batches:
             path = batch.save(folder / f"batch_{index:05d}.npz")
-            mlflow.log_artifact(str(path), PROGRESS)
+            log_artifact(str(path), PROGRESS)
             done[index] = batch
     return AttackResult.concatenate([done[index] for index in sorted(done)])
 
@@ -331,7 +332,7 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
     """The contract's artifacts, the summary metrics, the success matrix and the figures."""
     clip_range, class_names = samples.clip_range, samples.class_names
     result.save(folder / ATTACK_RESULT)
-    mlflow.log_artifact(str(folder / ATTACK_RESULT))
+    log_artifact(str(folder / ATTACK_RESULT))
     table = per_sample_table(result, clip_range, ssim)
     metrics = summarize(result, clip_range, class_names, ssim)
     if samples.fs_hz is not None:  # ECG records: ECGadv's evaluation distances d_L2, d_smooth, d_smooth_l2
@@ -341,14 +342,14 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
         plausibility, plausibility_metrics = run_plausibility(result, samples)  # ECG: would a cardiologist notice?
         table, metrics = pd.concat([table, plausibility], axis=1), metrics | plausibility_metrics
     table.to_parquet(folder / SAMPLES_TABLE, index=False)
-    mlflow.log_artifact(str(folder / SAMPLES_TABLE))
+    log_artifact(str(folder / SAMPLES_TABLE))
     headline = {name: metrics[name] for name in HEADLINE_METRICS if name in metrics}
     mlflow.log_metrics(headline, synchronous=True)  # first, so the runs list and compare view show them first
     mlflow.log_metrics({name: value for name, value in metrics.items() if name not in headline}, synchronous=True)
     if (result.y_target >= 0).any():
         matrix = success_matrix(result, class_names)
         matrix.to_csv(folder / SUCCESS_MATRIX)
-        mlflow.log_artifact(str(folder / SUCCESS_MATRIX))
+        log_artifact(str(folder / SUCCESS_MATRIX))
     log_figure(perturbation_figure(result, class_names), PERTURBATION_FIGURE)
     if samples.fs_hz is not None:
         log_figure(ecg_overlay_figure(result, class_names), ECG_OVERLAY_FIGURE)
@@ -406,7 +407,7 @@ def _log_transfer(
     }
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model")
     table.to_csv(folder / TRANSFER_TABLE)
-    mlflow.log_artifact(str(folder / TRANSFER_TABLE))
+    log_artifact(str(folder / TRANSFER_TABLE))
     mlflow.log_metric("transfer_success_rate_mean", float(table["transfer_success_rate"].mean()))
 
 
@@ -416,7 +417,7 @@ def _log_extras(extras: Extras, folder: Path) -> None:
     for path, table in extras.tables.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(folder / path)
-        mlflow.log_artifact(str(folder / path), str(Path(path).parent) if "/" in path else None)
+        log_artifact(str(folder / path), str(Path(path).parent) if "/" in path else None)
     for note in extras.notes:
         print(f"note: {note}")
     if extras.metrics:

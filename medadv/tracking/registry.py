@@ -16,6 +16,7 @@ from mlflow.models import ModelSignature, infer_signature
 
 from medadv.contract import CLASS_TAG, MODEL_ALIAS_TAG, MODEL_RUN_TAG, MODEL_URI_TAG, MODEL_VERSION_TAG
 from medadv.models import ModelError, check_victim, ensemble
+from medadv.tracking.artifacts import confirm_stored, log_artifacts
 from medadv.tracking.names import check_registration, check_tags
 
 _URI_FORMS = (
@@ -37,7 +38,9 @@ def pip_requirements() -> list[str]:
 
 
 def log_victim(model: keras.Model, input_example: np.ndarray) -> str:
-    """Log `model` with MLflow's Keras flavour, its signature and input example, as the run's `model`; returns its URI.
+    """Log `model` with MLflow's Keras flavour, its signature and input example, as the run's `model`; returns its URI
+    once the artifact store lists every file of it, so that a version registered from it never points at missing
+    files.
 
     Saved into a folder made first and logged as artifacts: MLflow 3.17's `mlflow.keras.log_model` writes
     the input example before it creates the model folder, and fails.
@@ -50,7 +53,8 @@ def log_victim(model: keras.Model, input_example: np.ndarray) -> str:
         mlflow.keras.save_model(
             model, str(path), signature=signature, input_example=input_example, pip_requirements=pip_requirements()
         )
-        mlflow.log_artifacts(str(path), "model")
+        log_artifacts(path, "model")
+        confirm_stored(path, "model")
     run = mlflow.active_run()
     assert run is not None, "log_victim needs an active run"
     return f"runs:/{run.info.run_id}/model"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import shlex
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from mlflow.utils.string_utils import quote
 from medadv.contract import DATASET_TAG, FINGERPRINT_TAG, STEP_TAG
 from medadv.data.base import Dataset
 from medadv.errors import MedadvError
+from medadv.tracking import artifacts
 from medadv.tracking import writer as writer_lock
 from medadv.tracking.names import check_experiment_name
 
@@ -253,7 +255,11 @@ def log_dataset(dataset: Dataset, context: str) -> None:
 
 
 def log_figure(figure: Figure, path: str) -> None:
-    mlflow.log_figure(figure, path)
+    """`mlflow.log_figure`, with the file's checksum recorded (medadv.tracking.artifacts)."""
+    with tempfile.TemporaryDirectory(prefix="medadv-figure-") as folder:
+        local = Path(folder) / Path(path).name
+        figure.savefig(local)
+        artifacts.log_artifact(local, posixpath.dirname(path) or None)
     plt.close(figure)
 
 
@@ -262,7 +268,7 @@ def artifact_dir() -> Iterator[Path]:
     """A temporary folder whose files are logged as the run's artifacts when the block ends."""
     with tempfile.TemporaryDirectory(prefix="medadv-") as folder:
         yield Path(folder)
-        mlflow.log_artifacts(folder)
+        artifacts.log_artifacts(folder)
 
 
 def find_finished_run(step: str, params: Mapping[str, Any]) -> Run | None:
