@@ -30,7 +30,7 @@ from medadv.attacks.dgn_losses import (
 )
 from medadv.models import check_victim
 from medadv.models.cae import build_generator
-from medadv.models.training import EpochRecord
+from medadv.models.resume import EpochRecord
 
 LOSSES = ("lrp", "nce", "suspiciousness")
 # The study's L-inf budget per data set.

@@ -30,7 +30,7 @@ from medadv.attacks.art_attacks import ArtAttack, ArtBIM, ArtFGSM, ArtPGD, art_c
 from medadv.attacks.native import PGD, BIMConfig, FGSMConfig, PGDConfig
 from medadv.errors import MedadvError
 from medadv.models import check_victim, logits_model
-from medadv.models.training import EpochRecord
+from medadv.models.resume import EpochRecord
 
 
 class DefenseError(MedadvError):

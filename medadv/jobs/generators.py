@@ -20,7 +20,7 @@ from medadv.data import load_dataset, loader_options
 from medadv.data.base import Dataset
 from medadv.defenses import DefenseError
 from medadv.models import check_victim
-from medadv.models.training import EpochRecord
+from medadv.models.resume import EpochRecord
 from medadv.options import parse_options
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints

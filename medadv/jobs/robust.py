@@ -31,7 +31,7 @@ from medadv.defenses import (
     train_with_online_pgd,
 )
 from medadv.jobs.generators import victim_and_splits
-from medadv.models.training import EpochRecord
+from medadv.models.resume import EpochRecord
 from medadv.options import parse_params
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints

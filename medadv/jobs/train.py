@@ -20,15 +20,8 @@ from medadv.jobs.generators import train_generator_set
 from medadv.jobs.robust import train_robust
 from medadv.metrics.classification import classification_scores, confusion_figure, prediction_table
 from medadv.models import architecture, build_model, check_victim
-from medadv.models.training import (
-    EpochRecord,
-    EpochState,
-    FitConfig,
-    distribution_strategy,
-    fit_victim,
-    learning_curves,
-    seed_everything,
-)
+from medadv.models.resume import EpochRecord, EpochState
+from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
 from medadv.options import parse_options
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints, check_resumable

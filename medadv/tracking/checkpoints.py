@@ -21,7 +21,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from medadv.contract import STEP_TAG
 from medadv.errors import MedadvError
-from medadv.models.training import TrainingState
+from medadv.models.resume import TrainingState
 from medadv.tracking.runs import same_param
 
 CHECKPOINTS = "checkpoint"
