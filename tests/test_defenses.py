@@ -120,7 +120,9 @@ def test_gf_trains_the_mixed_loss_on_art_pairs_crafted_once_against_the_victim(
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["adversarial_data", "online_pgd", "art_fgsm", "art_pgd_fresh", "generator"])
+@pytest.mark.parametrize(
+    "method", ["adversarial_data", "gf_pgd", "online_pgd", "art_fgsm", "art_pgd_fresh", "generator"]
+)
 def test_a_training_resumed_from_its_first_epoch_ends_as_if_never_stopped(
     method: str, tiny_image_model: keras.Model, tiny_image_data: Dataset, tmp_path: Path
 ) -> None:
