@@ -85,7 +85,7 @@ class TrainSettings:
     )
     adversarial_ratio: float = setting(0.5, "robust: the weight of the clean loss in Goodfellow's mixed loss")
     from_scratch: bool = setting(True, "robust: false fine-tunes the victim's weights")
-    run_id: str = setting("", "victim: resume this killed or failed train run from its last finished epoch")
+    run_id: str = setting("", "resume this killed or failed train run (any mode) from its last finished epoch")
 
     RANGES: ClassVar[dict[str, Bounds]] = {
         "epochs": (1, None), "batch_size": (1, None), "learning_rate": (1e-12, None), "seed": (0, SEED_MAX),

@@ -12,6 +12,7 @@ from conftest import EXPERIMENT
 from medadv.attacks.result import AttackResult
 from medadv.data import mnist
 from medadv.defenses import DefenseError
+from medadv.errors import MedadvError
 from medadv.jobs.attack import AttackSettings, attack
 from medadv.jobs.train import TrainSettings, train
 from medadv.tracking.registry import load_generators, load_model
@@ -136,3 +137,29 @@ def test_real_mnist_dgn_attack_and_dgn_robust_training_log_the_study_figures(
 def test_bad_modes_fail_before_any_run(mnist_victim: str, tracking_server: str, changes: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=message):
         train(TrainSettings(dataset="mnist", data_dir=mnist_victim, **changes), tracking_server, EXPERIMENT)
+
+
+@pytest.mark.parametrize(
+    ("step", "logged", "finished", "changes", "message"),
+    [
+        ("generator", {"generator_loss": "nce"}, False, {"mode": "generator", "generator_loss": "lrp"},
+         "was started with other values of generator_loss"),
+        ("generator", {}, True, {"mode": "generator"}, "has finished; nothing to resume"),
+        ("generator", {}, False, {"mode": "robust", "method": "fgsm"}, "is not a train run"),
+        ("train", {"mode": "victim"}, False, {"mode": "robust", "method": "fgsm"}, "other values of mode"),
+        ("train", {"method": "pgd_online"}, False, {"mode": "robust", "method": "fgsm"}, "other values of method"),
+    ],
+)  # fmt: skip
+def test_a_robust_or_generator_resume_that_cannot_go_on_is_refused_before_any_compute(
+    tracking_server: str, step: str, logged: dict[str, str], finished: bool, changes: dict[str, str], message: str
+) -> None:
+    client = mlflow.MlflowClient(tracking_server)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    run_id = client.create_run(experiment_id, tags={"medadv.step": step}).info.run_id
+    for key, value in logged.items():
+        client.log_param(run_id, key, value)
+    client.set_terminated(run_id, "FINISHED" if finished else "KILLED")
+    with pytest.raises(MedadvError, match=f"run {run_id} .*{message}"):
+        train(TrainSettings(dataset="mnist", run_id=run_id, **changes), tracking_server, EXPERIMENT)
+    assert client.get_run(run_id).info.status == ("FINISHED" if finished else "KILLED")  # left as it was

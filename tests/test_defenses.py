@@ -3,11 +3,14 @@ raising accuracy on adversarial data in a tiny setting."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 from medadv.attacks.art_attacks import ArtFGSM
+from medadv.attacks.dgn import GeneratorConfig, train_generator
 from medadv.attacks.native import PGD, FGSMConfig, PGDConfig
 from medadv.data.base import Dataset
 from medadv.defenses import (
@@ -21,6 +24,7 @@ from medadv.defenses import (
     train_with_online_pgd,
 )
 from medadv.models import build_model, check_victim, logits_model
+from medadv.models.resume import EpochRecord, TrainingState
 
 PGD_SETTINGS = PGDConfig(eps=0.26, eps_step=0.07, max_iter=6)  # at 0.3 the two blobs can be made equal
 
@@ -60,17 +64,27 @@ def test_start_from_scratch_or_from_the_victim(tiny_image_model: keras.Model) ->
     np.testing.assert_array_equal(tuned.get_weights()[0], kernel)
 
 
-def _robust(method: str, victim: keras.Model, data: Dataset, x_adv: np.ndarray) -> RobustTraining:
-    config = AdversarialTrainingConfig(from_scratch=False, epochs=4, batch_size=16, learning_rate=3e-3)
+def _robust(
+    method: str,
+    victim: keras.Model,
+    data: Dataset,
+    x_adv: np.ndarray,
+    epochs: int = 4,
+    record: EpochRecord | None = None,
+) -> RobustTraining:
+    config = AdversarialTrainingConfig(from_scratch=False, epochs=epochs, batch_size=16, learning_rate=3e-3)
     if method == "adversarial_data":
-        return train_on_adversarial_data(victim, data.x, data.y, x_adv, config)
+        return train_on_adversarial_data(victim, data.x, data.y, x_adv, config, record)
     if method == "online_pgd":
-        return train_with_online_pgd(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config)
+        return train_with_online_pgd(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config, record)
     if method == "gf_pgd":
-        return train_gf(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config)
+        return train_gf(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config, record)
     if method == "art_fgsm":
-        return train_with_art(victim, data.x, data.y, FGSMConfig(eps=0.26), data.clip_range, config)
-    return train_with_art(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config, transfer=False)
+        return train_with_art(victim, data.x, data.y, FGSMConfig(eps=0.26), data.clip_range, config, record)
+    if method == "art_pgd_fresh":
+        return train_with_art(victim, data.x, data.y, PGD_SETTINGS, data.clip_range, config, record, transfer=False)
+    generator = GeneratorConfig(loss="nce", epochs=epochs, batch_size=16, learning_rate=3e-3)
+    return train_generator(victim, data.x, data.y, 1, generator, data.clip_range, record)  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("method", ["adversarial_data", "gf_pgd", "online_pgd", "art_fgsm", "art_pgd_fresh"])
@@ -104,6 +118,29 @@ def test_gf_trains_the_mixed_loss_on_art_pairs_crafted_once_against_the_victim(
     assert gf.losses == pytest.approx(pairs.losses, rel=1e-5)
     for mine, expected in zip(gf.model.get_weights(), pairs.model.get_weights(), strict=True):
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "method", ["adversarial_data", "gf_pgd", "online_pgd", "art_fgsm", "art_pgd_fresh", "generator"]
+)
+def test_a_training_resumed_from_its_first_epoch_ends_as_if_never_stopped(
+    method: str, tiny_image_model: keras.Model, tiny_image_data: Dataset, tmp_path: Path
+) -> None:
+    """Every hand-written training loop through its checkpoint file (what a killed `train` resumes from): the same
+    weights and per-epoch losses, bit for bit, also where numpy's global generator feeds PGD's random starts and
+    ART's draws (a resume that left the generators where they were would not match)."""
+    data = tiny_image_data.subset(slice(0, 32))
+    x_adv = np.clip(data.x + 0.1, 0, 1)
+    states: list[TrainingState] = []
+    np.random.seed(5)
+    whole = _robust(method, tiny_image_model, data, x_adv, epochs=3, record=EpochRecord(states.append))
+    assert [state.epochs_done for state in states] == [1, 2, 3]
+    np.random.seed(7)  # elsewhere after the kill: the checkpoint puts it back
+    first_epoch = TrainingState.load(states[0].save(tmp_path / "epoch_0001.npz"))
+    resumed = _robust(method, tiny_image_model, data, x_adv, epochs=3, record=EpochRecord(resumed=first_epoch))
+    assert resumed.losses == whole.losses
+    for got, want in zip(resumed.model.get_weights(), whole.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize(

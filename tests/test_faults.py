@@ -10,16 +10,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from mlflow.entities import Run
 from mlflow_server import REPO, run_step, step_env
 
+from medadv.contract import CLASS_TAG
 from medadv.data import synthetic_dir
 from medadv.tracking.checkpoints import CHECKPOINTS
-from medadv.tracking.registry import load_model
+from medadv.tracking.registry import load_generators, load_model
 
 pytestmark = pytest.mark.faults  # minutes: run with `pytest -m faults`
 TINY = (
@@ -46,53 +49,149 @@ def _train(*args: str, home: Path, url: str, limit_bytes: int | None = None) -> 
     )  # fmt: skip
 
 
-def _resume(run_id: str, model_name: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run_step("train.py", *TINY, "--model_name", model_name, "--run_id", run_id, tracking_uri=url, cwd=cwd)
+def _resume(run_id: str, *args: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_step("train.py", *TINY, *args, "--run_id", run_id, tracking_uri=url, cwd=cwd)
 
 
 def _versions(client: mlflow.MlflowClient, run_id: str) -> list[str]:
     return [v.version for v in client.search_model_versions(f"run_id = '{run_id}'")]
 
 
-def test_a_training_killed_mid_run_resumes_to_the_same_model(tracking_server: str, tmp_path: Path) -> None:
-    client = mlflow.MlflowClient(tracking_server)
-    home = tmp_path / ".medadv"
-    whole = run_step("train.py", *TINY, "--model_name", "faults-whole", tracking_uri=tracking_server, cwd=tmp_path)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-
-    killed = _train("--model_name", "faults-killed", home=home, url=tracking_server)
-    assert killed.stdout is not None
-    run_id = _run_id(killed.stdout.readline())
+def _killed(ready: Callable[[str], bool], *args: str, home: Path, url: str) -> str:
+    """The id of a `train` run killed with SIGKILL as soon as `ready(run_id)` holds."""
+    process = _train(*args, home=home, url=url)
+    assert process.stdout is not None
+    run_id = _run_id(process.stdout.readline())
     deadline = time.monotonic() + 300
-    while not client.list_artifacts(run_id, CHECKPOINTS) and time.monotonic() < deadline:
+    while not ready(run_id) and time.monotonic() < deadline:
         time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)  # after its first finished epoch, at most its third
-    killed.wait(timeout=60)
-    at_kill = client.get_run(run_id)
-    assert at_kill.info.status == "RUNNING" and _versions(client, run_id) == []  # stopped mid-run, not finished
-    assert client.list_artifacts(run_id, CHECKPOINTS)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    return run_id
 
-    resumed = _resume(run_id, "faults-killed", tracking_server, tmp_path)
+
+def _checkpointed(client: mlflow.MlflowClient) -> Callable[[str], bool]:
+    return lambda run_id: bool(client.list_artifacts(run_id, CHECKPOINTS))
+
+
+def _epochs_done(resumed: subprocess.CompletedProcess[str]) -> str:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming: " in resumed.stdout and " of 3 epochs done" in resumed.stdout
-    done = resumed.stdout.split("resuming: ", 1)[1].split(" of ", 1)[0]
-    print(f"\nRELIABILITY train killed: after {done} of 3 epochs; resumed from there")
+    return resumed.stdout.split("resuming: ", 1)[1].split(" of ", 1)[0]
 
-    mlflow.set_tracking_uri(tracking_server)
-    expected = load_model(f"runs:/{_run_id(whole.stdout)}/model").get_weights()
-    for got, want in zip(load_model(f"runs:/{run_id}/model").get_weights(), expected, strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-6)
+
+def _finished_once(client: mlflow.MlflowClient, run_id: str) -> None:
+    """Finished, its writer gone, each epoch's loss logged once, its checkpoints removed."""
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "medadv.writer" not in run.data.tags
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [0, 1, 2]  # each epoch once
-    assert _versions(client, run_id) == ["1"]  # registered once
-    assert client.list_artifacts(run_id, CHECKPOINTS) == []  # removed once the model is registered
+    assert client.list_artifacts(run_id, CHECKPOINTS) == []  # removed once the model is registered or logged
 
-    again = _resume(run_id, "faults-killed", tracking_server, tmp_path)
+
+def _same_model(url: str, run_id: str, whole_run_id: str) -> None:
+    mlflow.set_tracking_uri(url)
+    expected = load_model(f"runs:/{whole_run_id}/model").get_weights()
+    for got, want in zip(load_model(f"runs:/{run_id}/model").get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def _refused_again(run_id: str, args: tuple[str, ...], message: str, url: str, cwd: Path) -> None:
+    again = _resume(run_id, *args, url=url, cwd=cwd)
     assert again.returncode != 0
-    assert again.stderr.strip().splitlines()[-1] == (
-        f"medadv: error: run {run_id} already registered faults-killed version 1"
+    assert again.stderr.strip().splitlines()[-1] == f"medadv: error: run {run_id} {message}"
+
+
+def test_a_training_killed_mid_run_resumes_to_the_same_model(tracking_server: str, tmp_path: Path) -> None:
+    client = mlflow.MlflowClient(tracking_server)
+    whole = run_step("train.py", *TINY, "--model_name", "faults-whole", tracking_uri=tracking_server, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    args = ("--model_name", "faults-killed")
+    run_id = _killed(_checkpointed(client), *args, home=tmp_path / ".medadv", url=tracking_server)
+    at_kill = client.get_run(run_id)  # killed after its first finished epoch, at most its third
+    assert at_kill.info.status == "RUNNING" and _versions(client, run_id) == []  # stopped mid-run, not finished
+    assert client.list_artifacts(run_id, CHECKPOINTS)
+
+    done = _epochs_done(_resume(run_id, *args, url=tracking_server, cwd=tmp_path))
+    print(f"\nRELIABILITY train killed: after {done} of 3 epochs; resumed from there")
+    _same_model(tracking_server, run_id, _run_id(whole.stdout))
+    _finished_once(client, run_id)
+    assert _versions(client, run_id) == ["1"]  # registered once
+    _refused_again(run_id, args, "already registered faults-killed version 1", tracking_server, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def victim(tracking_server: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A registered one-epoch victim for the robust and generator-set trainings."""
+    folder = tmp_path_factory.mktemp("victim")
+    done = run_step(
+        "train.py", *TINY, "--epochs", "1", "--model_name", "faults-victim", tracking_uri=tracking_server, cwd=folder
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return "models:/faults-victim/1"
+
+
+def test_a_robust_training_killed_mid_run_resumes_to_the_same_model(
+    victim: str, tracking_server: str, tmp_path: Path
+) -> None:
+    """pgd_online: PGD's random starts draw from numpy's global generator, which the checkpoint carries."""
+    client = mlflow.MlflowClient(tracking_server)
+    robust = ("--mode", "robust", "--method", "pgd_online", "--attack_params", "eps=0.1,eps_step=0.05,max_iter=2")
+    robust += ("--victim", victim)
+    whole = run_step(
+        "train.py", *TINY, *robust, "--model_name", "faults-robust-whole", tracking_uri=tracking_server, cwd=tmp_path
+    )
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    args = (*robust, "--model_name", "faults-robust")
+    run_id = _killed(_checkpointed(client), *args, home=tmp_path / ".medadv", url=tracking_server)
+    assert client.get_run(run_id).info.status == "RUNNING" and _versions(client, run_id) == []
+
+    done = _epochs_done(_resume(run_id, *args, url=tracking_server, cwd=tmp_path))
+    print(f"\nRELIABILITY robust training killed: after {done} of 3 epochs; resumed from there")
+    _same_model(tracking_server, run_id, _run_id(whole.stdout))
+    _finished_once(client, run_id)
+    assert _versions(client, run_id) == ["1"]
+    _refused_again(run_id, args, "already registered faults-robust version 1", tracking_server, tmp_path)
+
+
+def _class_runs(run_id: str) -> dict[str, Run]:
+    children = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'", output_format="list"
+    )
+    return {child.data.tags.get(CLASS_TAG, ""): child for child in children}
+
+
+def test_a_generator_set_killed_mid_class_resumes_to_the_same_generators(
+    victim: str, tracking_server: str, tmp_path: Path
+) -> None:
+    """Killed in its second class's training: the first class's finished run is kept, the second's resumed."""
+    client = mlflow.MlflowClient(tracking_server)
+    mlflow.set_tracking_uri(tracking_server)
+    args = ("--mode", "generator", "--generator_loss", "nce", "--victim", victim)
+    whole = run_step("train.py", *TINY, *args, tracking_uri=tracking_server, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    def second_class_checkpointed(run_id: str) -> bool:
+        second = _class_runs(run_id).get("1")
+        return second is not None and _checkpointed(client)(second.info.run_id)
+
+    run_id = _killed(second_class_checkpointed, *args, home=tmp_path / ".medadv", url=tracking_server)
+    at_kill = _class_runs(run_id)
+    assert at_kill["0"].info.status == "FINISHED" and at_kill["1"].info.status == "RUNNING"
+
+    done = _epochs_done(_resume(run_id, *args, url=tracking_server, cwd=tmp_path))
+    print(f"\nRELIABILITY generator set killed: class 1 after {done} of 3 epochs; resumed from there")
+    expected = load_generators(_run_id(whole.stdout))
+    for class_index, generator in load_generators(run_id).items():
+        for got, want in zip(generator.get_weights(), expected[class_index].get_weights(), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-6)
+    classes = _class_runs(run_id)
+    assert sorted(classes) == ["0", "1"] and classes["1"].info.run_id == at_kill["1"].info.run_id  # none twice
+    for class_run in classes.values():
+        _finished_once(client, class_run.info.run_id)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    _refused_again(run_id, args, "has finished; nothing to resume", tracking_server, tmp_path)
 
 
 def test_a_resume_with_other_parameters_is_refused_before_any_compute(tracking_server: str, tmp_path: Path) -> None:
@@ -146,7 +245,7 @@ def test_a_full_disk_mid_training_fails_in_one_line_and_the_resume_completes(
     assert client.get_run(run_id).info.status == "FAILED"  # not FINISHED
     assert _versions(client, run_id) == []
 
-    resumed = _resume(run_id, "faults-full", tracking_server, tmp_path)
+    resumed = _resume(run_id, "--model_name", "faults-full", url=tracking_server, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert client.get_run(run_id).info.status == "FINISHED"
     assert _versions(client, run_id) == ["1"]

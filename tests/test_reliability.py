@@ -342,8 +342,8 @@ BAD_INPUTS = {
     "train resume with other parameters": BadInput(
         "train.py", ("--run_id", "{train_run}"), "was started with other values of dataset"
     ),
-    "robust training resumed": BadInput(
-        "train.py", ("--mode", "robust", "--run_id", "{train_run}"), "run_id resumes mode victim only"
+    "victim training resumed as a robust one": BadInput(
+        "train.py", ("--mode", "robust", "--run_id", "{train_run}"), "was started with other values of mode"
     ),
     # runs and experiments
     "gradcam on a train run": BadInput(

@@ -30,6 +30,7 @@ from medadv.attacks.dgn_losses import (
 )
 from medadv.models import check_victim
 from medadv.models.cae import build_generator
+from medadv.models.resume import EpochRecord
 
 LOSSES = ("lrp", "nce", "suspiciousness")
 # The study's L-inf budget per data set.
@@ -136,8 +137,10 @@ def train_generator(
     class_index: int,
     config: GeneratorConfig,
     clip_range: tuple[float, float] = (0.0, 1.0),
+    record: EpochRecord | None = None,
 ) -> TrainedGenerator:
-    """Train `class_index`'s generator on that class's samples of (x, y), which also feed its loss."""
+    """Train `class_index`'s generator on that class's samples of (x, y), which also feed its loss; `record`
+    takes each finished epoch's state (to checkpoint) and gives back the one to resume from."""
     check_victim(victim, tuple(x.shape[1:]))
     num_classes = int(victim.output_shape[-1])
     config.validate(num_classes)
@@ -165,13 +168,13 @@ def train_generator(
     num_batches = math.ceil(len(x_class) / config.batch_size)
     step = tf.function(train_step, reduce_retracing=True) if config.epochs * num_batches > 12 else train_step
     rng = np.random.default_rng(config.seed + class_index)
-    losses = []
-    for _ in range(config.epochs):
+    record = record or EpochRecord()
+    for epoch in range(record.first_epoch(generator, optimizer, rng), config.epochs):
         order = rng.permutation(len(x_class))
         batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
         values = [float(step(tf.constant(x_class[index]))) for index in batches]
-        losses.append(float(np.mean(values)))
-    return TrainedGenerator(class_index, generator, tuple(losses), loss.details())
+        record.end_epoch(epoch, generator, {"loss": float(np.mean(values))}, optimizer, rng)
+    return TrainedGenerator(class_index, generator, record.losses, loss.details())
 
 
 def train_generators(

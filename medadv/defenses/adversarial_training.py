@@ -17,6 +17,7 @@ weights (as DeepCustom did) or fine-tuned from the victim's. The ways, sharing `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from medadv.attacks.art_attacks import ArtAttack, ArtBIM, ArtFGSM, ArtPGD, art_c
 from medadv.attacks.native import PGD, BIMConfig, FGSMConfig, PGDConfig
 from medadv.errors import MedadvError
 from medadv.models import check_victim, logits_model
+from medadv.models.resume import EpochRecord
 
 
 class DefenseError(MedadvError):
@@ -104,10 +106,9 @@ def _cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def _training_step(
-    model: keras.Model, learning_rate: float, loss: Callable[..., tf.Tensor]
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, loss: Callable[..., tf.Tensor]
 ) -> Callable[..., tf.Tensor]:
-    """One traced Adam step on `model`'s weights that minimises `loss(*batch)` and returns it."""
-    optimizer = keras.optimizers.Adam(learning_rate)
+    """One traced `optimizer` step on `model`'s weights that minimises `loss(*batch)` and returns it."""
 
     def step(*batch: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
@@ -129,8 +130,11 @@ def _train_mixed_loss(
     y: np.ndarray,
     config: AdversarialTrainingConfig,
     adversarial_batch: AdversarialBatch,
+    record: EpochRecord | None = None,
 ) -> RobustTraining:
-    """The one mixed-loss loop: per shuffled batch, ratio * CE(f(x), y) + (1 - ratio) * CE(f(x_adv), y)."""
+    """The one mixed-loss loop: per shuffled batch, ratio * CE(f(x), y) + (1 - ratio) * CE(f(x_adv), y).
+
+    `record` takes each finished epoch's state (to checkpoint) and gives back the one to resume from."""
     logits = logits_model(model)
 
     def mixed_loss(x_batch: tf.Tensor, x_adv: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -138,22 +142,28 @@ def _train_mixed_loss(
         adversarial = _cross_entropy(labels, logits(x_adv, training=True))
         return config.ratio * clean + (1.0 - config.ratio) * adversarial
 
-    step = _training_step(logits, config.learning_rate, mixed_loss)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    step = _training_step(logits, optimizer, mixed_loss)
     rng = np.random.default_rng(config.seed)
-    losses = []
-    for _ in range(config.epochs):
+    record = record or EpochRecord()
+    for epoch in range(record.first_epoch(model, optimizer, rng), config.epochs):
         order = rng.permutation(len(x))
         values = []
         for start in range(0, len(x), config.batch_size):
             index = order[start : start + config.batch_size]
             x_adv = adversarial_batch(index, x[index], y[index])
             values.append(float(step(tf.constant(x[index]), tf.constant(x_adv), tf.constant(y[index]))))
-        losses.append(float(np.mean(values)))
-    return RobustTraining(model, tuple(losses))
+        record.end_epoch(epoch, model, {"loss": float(np.mean(values))}, optimizer, rng)
+    return RobustTraining(model, record.losses)
 
 
 def train_on_adversarial_data(
-    victim: keras.Model, x: np.ndarray, y: np.ndarray, x_adv: np.ndarray, config: AdversarialTrainingConfig
+    victim: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_adv: np.ndarray,
+    config: AdversarialTrainingConfig,
+    record: EpochRecord | None = None,
 ) -> RobustTraining:
     """Goodfellow's mixed loss on pre-generated pairs: `x_adv[i]` is the adversarial version of `x[i]`."""
     _check_data(victim, x, y, config)
@@ -161,7 +171,7 @@ def train_on_adversarial_data(
         raise DefenseError(f"x_adv must pair with x sample by sample: shapes {x_adv.shape} and {x.shape}")
     x, x_adv = np.asarray(x, np.float32), np.asarray(x_adv, np.float32)
     model = initial_model(victim, config.from_scratch, config.seed)
-    return _train_mixed_loss(model, x, y, config, lambda index, _x, _y: x_adv[index])
+    return _train_mixed_loss(model, x, y, config, lambda index, _x, _y: x_adv[index], record)
 
 
 def train_with_online_pgd(
@@ -171,13 +181,16 @@ def train_with_online_pgd(
     attack: PGDConfig,
     clip_range: tuple[float, float],
     config: AdversarialTrainingConfig,
+    record: EpochRecord | None = None,
 ) -> RobustTraining:
     """The mixed loss with fresh PGD (`attack`'s settings) against the model in training, every batch."""
     _check_data(victim, x, y, config, attack)
     x = np.asarray(x, np.float32)
     model = initial_model(victim, config.from_scratch, config.seed)
     pgd = PGD(model, attack, clip_range, config.batch_size)  # shares the model's weights as they train
-    return _train_mixed_loss(model, x, y, config, lambda _index, x_batch, y_batch: pgd.generate(x_batch, y_batch, None))
+    return _train_mixed_loss(
+        model, x, y, config, lambda _index, x_batch, y_batch: pgd.generate(x_batch, y_batch, None), record
+    )
 
 
 def _art_attack(model: keras.Model, attack: FGSMConfig, clip_range: tuple[float, float], batch_size: int) -> ArtAttack:
@@ -196,6 +209,7 @@ def train_gf(
     attack: FGSMConfig,
     clip_range: tuple[float, float],
     config: AdversarialTrainingConfig,
+    record: EpochRecord | None = None,
 ) -> RobustTraining:
     """DeepCustom's `gf` trainer (`OtherAttacks/AdversarialTrainerGF.py`, `config.json`): ART's FGSM or PGD crafts
     the training set's adversarial pairs once against the victim, labelled by the victim's predictions as the
@@ -204,7 +218,8 @@ def train_gf(
     x = np.asarray(x, np.float32)
     keras.utils.set_random_seed(config.seed)  # PGD's random starts
     crafter = _art_attack(victim, attack, clip_range, config.batch_size)
-    return train_on_adversarial_data(victim, x, y, np.asarray(crafter.art.generate(x), np.float32), config)
+    x_adv = np.asarray(crafter.art.generate(x), np.float32)  # the same again on a resume: seeded
+    return train_on_adversarial_data(victim, x, y, x_adv, config, record)
 
 
 def train_with_art(
@@ -214,12 +229,17 @@ def train_with_art(
     attack: FGSMConfig,
     clip_range: tuple[float, float],
     config: AdversarialTrainingConfig,
+    record: EpochRecord | None = None,
     *,
     transfer: bool = True,
 ) -> RobustTraining:
     """ART's `AdversarialTrainer` with FGSM (`FGSMConfig`) or PGD (`PGDConfig`); a (1 - ratio) share of each
     batch is replaced by adversarial samples. `transfer`: crafted once against the victim (DeepCustom's
-    setting); otherwise crafted afresh against the model in training."""
+    setting); otherwise crafted afresh against the model in training.
+
+    ART runs all epochs in one call and carries its shuffled order from epoch to epoch, so a resume replays
+    ART's loop from the seed with the finished epochs' training steps skipped (ART's draws, and so the order of
+    later epochs, come out as before), the resumed weights and optimizer in place."""
     _check_data(victim, x, y, config, attack)
     if config.ratio == 1:
         raise DefenseError("ratio 1 leaves no adversarial samples in the batches; use a ratio below 1")
@@ -229,25 +249,40 @@ def train_with_art(
     classifier = art_classifier(model, clip_range) if transfer else crafter.classifier
 
     trained = classifier.model  # the logits of `model`, sharing its weights
+    optimizer = keras.optimizers.Adam(config.learning_rate)
     compiled_step = _training_step(
-        trained, config.learning_rate, lambda images, labels: _cross_entropy(labels, trained(images, training=True))
+        trained, optimizer, lambda images, labels: _cross_entropy(labels, trained(images, training=True))
     )
-
+    record = record or EpochRecord()
+    if record.resumed is not None:
+        record.resumed.restore(model, optimizer)  # not the random generators: the replay draws as before
+    batches_per_epoch = math.ceil(len(x) / config.batch_size)  # as ART's loop counts them
+    skipped = record.resumed.epochs_done * batches_per_epoch if record.resumed else 0
     batch_losses: list[float] = []
 
     def train_step(_model: object, images: tf.Tensor, labels: tf.Tensor) -> None:
-        # ART calls this once per batch; one traced step serves all of them, and the loss is recorded.
+        # ART calls this once per batch; one traced step serves all of them, and each epoch is recorded.
+        nonlocal skipped
+        if skipped:
+            skipped -= 1
+            return
         batch_losses.append(float(compiled_step(images, labels)))
+        if len(batch_losses) == batches_per_epoch:
+            record.end_epoch(len(record.losses), model, {"loss": float(np.mean(batch_losses))}, optimizer)
+            batch_losses.clear()
 
     classifier.set_params(train_step=train_step)
     trainer = AdversarialTrainer(classifier, attacks=crafter.art, ratio=1.0 - config.ratio)
     trainer.fit(x, np.asarray(y), batch_size=config.batch_size, nb_epochs=config.epochs)
-    per_epoch = np.array_split(np.array(batch_losses), config.epochs)
-    return RobustTraining(model, tuple(float(np.mean(epoch)) for epoch in per_epoch))
+    return RobustTraining(model, record.losses)
 
 
 RobustTrainer = Callable[
-    [keras.Model, np.ndarray, np.ndarray, FGSMConfig, tuple[float, float], AdversarialTrainingConfig], RobustTraining
-]
+    [
+        keras.Model, np.ndarray, np.ndarray, FGSMConfig, tuple[float, float], AdversarialTrainingConfig,
+        EpochRecord | None,
+    ],
+    RobustTraining,
+]  # fmt: skip
 # robust trainer name -> how FGSM / PGD robust models are trained
 TRAINERS: dict[str, RobustTrainer] = {"gf": train_gf, "art": train_with_art}

@@ -31,8 +31,10 @@ from medadv.defenses import (
     train_with_online_pgd,
 )
 from medadv.jobs.generators import victim_and_splits
+from medadv.models.resume import EpochRecord
 from medadv.options import parse_params
 from medadv.settings import TrainSettings
+from medadv.tracking.checkpoints import RunCheckpoints
 from medadv.tracking.names import budget
 from medadv.tracking.registry import default_model_name, load_generators, log_victim, register
 from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
@@ -71,22 +73,13 @@ def train_robust(settings: TrainSettings) -> str:
 
     params = asdict(settings) | {"training_method": settings.method, "victim_version_uri": pinned.uri}
     run_name = f"robust {settings.method}{budget(attack_config)} · {pinned.short}"
-    with start_step_run("train", params, name=run_name) as run:
-        mlflow.set_tag(TRAINING_METHOD_TAG, settings.method)
-        log_dataset(train, context="training")
-        if isinstance(attack_config, DGNConfig):
-            x_adv = generate(generators, train.x, train.y, eps=attack_config.eps, clip_range=train.clip_range)
-            trained: RobustTraining = train_on_adversarial_data(victim, train.x, train.y, x_adv, adversarial)
-        elif settings.method == "pgd_online":
-            assert isinstance(attack_config, PGDConfig)
-            trained = train_with_online_pgd(victim, train.x, train.y, attack_config, train.clip_range, adversarial)
-        else:
-            assert isinstance(attack_config, FGSMConfig)
-            mlflow.set_tag(ROBUST_TRAINER_TAG, settings.trainer)
-            trainer = TRAINERS[settings.trainer]
-            trained = trainer(victim, train.x, train.y, attack_config, train.clip_range, adversarial)
-        for epoch, loss in enumerate(trained.losses):
-            mlflow.log_metric("loss", loss, step=epoch, synchronous=False)
+    with start_step_run("train", params, run_id=settings.run_id or None, name=run_name) as run:
+        checkpoints = RunCheckpoints(run.info.run_id)
+        record = EpochRecord(checkpoints.save, checkpoints.resume(settings.epochs))
+        if record.resumed is None:
+            mlflow.set_tag(TRAINING_METHOD_TAG, settings.method)
+            log_dataset(train, context="training")
+        trained = _adversarially_trained(settings, victim, train, attack_config, adversarial, generators, record)
         metrics = _robustness(victim, trained.model, test, attack_name, attack_config, generators, settings.batch_size)
         mlflow.log_metrics(metrics)
         name = settings.model_name or default_model_name(settings.dataset, victim.name, f"-robust-{settings.method}")
@@ -106,7 +99,30 @@ def train_robust(settings: TrainSettings) -> str:
         print(f"registered {name} version {version} as models:/{name}@{settings.alias}")
         shown = ("clean_accuracy", "robust_accuracy", "victim_robust_accuracy", "robust_accuracy_gain")
         show_at_end({key: metrics[key] for key in shown} | {"model": f"models:/{name}/{version}"})
+        checkpoints.remove_all()
         return str(run.info.run_id)
+
+
+def _adversarially_trained(
+    settings: TrainSettings,
+    victim: keras.Model,
+    train: Dataset,
+    attack_config: AttackConfig,
+    adversarial: AdversarialTrainingConfig,
+    generators: dict[int, keras.Model],
+    record: EpochRecord,
+) -> RobustTraining:
+    """The robust model of `settings.method`, each epoch handed to `record` (checkpointed) and resumed from it."""
+    if isinstance(attack_config, DGNConfig):
+        x_adv = generate(generators, train.x, train.y, eps=attack_config.eps, clip_range=train.clip_range)
+        return train_on_adversarial_data(victim, train.x, train.y, x_adv, adversarial, record)
+    if settings.method == "pgd_online":
+        assert isinstance(attack_config, PGDConfig)
+        return train_with_online_pgd(victim, train.x, train.y, attack_config, train.clip_range, adversarial, record)
+    assert isinstance(attack_config, FGSMConfig)
+    mlflow.set_tag(ROBUST_TRAINER_TAG, settings.trainer)
+    trainer = TRAINERS[settings.trainer]
+    return trainer(victim, train.x, train.y, attack_config, train.clip_range, adversarial, record)
 
 
 def _generators_for(settings: TrainSettings) -> dict[int, keras.Model]:

@@ -13,7 +13,6 @@ from medadv.contract import (
     MODEL_VERSION_TAG,
     PREDICTIONS,
     REGISTERED_MODEL_TAG,
-    STEP_TAG,
 )
 from medadv.data import Dataset, load_dataset, loader_options
 from medadv.errors import MedadvError
@@ -21,59 +20,16 @@ from medadv.jobs.generators import train_generator_set
 from medadv.jobs.robust import train_robust
 from medadv.metrics.classification import classification_scores, confusion_figure, prediction_table
 from medadv.models import architecture, build_model, check_victim
-from medadv.models.training import (
-    EpochState,
-    FitConfig,
-    TrainingState,
-    distribution_strategy,
-    fit_victim,
-    learning_curves,
-    seed_everything,
-)
+from medadv.models.resume import EpochRecord, EpochState
+from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
 from medadv.options import parse_options
 from medadv.settings import TrainSettings
-from medadv.tracking.checkpoints import RunCheckpoints
+from medadv.tracking.checkpoints import RunCheckpoints, check_resumable
 from medadv.tracking.names import check_registration
 from medadv.tracking.registry import default_model_name, log_victim, register
-from medadv.tracking.runs import connect, log_dataset, log_figure, same_param, show_at_end, start_step_run
+from medadv.tracking.runs import connect, log_dataset, log_figure, show_at_end, start_step_run
 
 MODES = ("victim", "generator", "robust")
-
-
-class MetricsToMlflow(keras.callbacks.Callback):
-    """Per-epoch metrics as one asynchronous MLflow call per epoch."""
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        mlflow.log_metrics({key: float(value) for key, value in (logs or {}).items()}, step=epoch, synchronous=False)
-
-
-def check_resumable(run_id: str, params: dict[str, object]) -> None:
-    """Refuse, before any compute, to resume a run that is not a train run, was started with other parameters
-    or has registered its model already (a second registration would be a second version of one training)."""
-    try:
-        run = mlflow.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        raise MedadvError(f"run {run_id} not found in {mlflow.get_tracking_uri()}") from None
-    if run.data.tags.get(STEP_TAG) != "train":
-        raise MedadvError(f"run {run_id} is not a train run")
-    changed = [
-        key
-        for key, value in params.items()
-        if key != "run_id" and key in run.data.params and not same_param(run.data.params[key], value)
-    ]
-    if changed:
-        raise MedadvError(f"run {run_id} was started with other values of {', '.join(changed)}")
-    registered = mlflow.search_model_versions(filter_string=f"run_id = '{run_id}'")
-    if registered:
-        raise MedadvError(f"run {run_id} already registered {registered[0].name} version {registered[0].version}")
-
-
-def relog_metrics(run_id: str, resumed: TrainingState) -> None:
-    """Log the checkpointed epochs' metrics that a killed writer had not sent yet (each epoch once)."""
-    logged = {metric.step for metric in mlflow.MlflowClient().get_metric_history(run_id, "loss")}
-    for epoch in range(resumed.epochs_done):
-        if epoch not in logged:
-            mlflow.log_metrics({key: values[epoch] for key, values in resumed.history.items()}, step=epoch)
 
 
 def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
@@ -83,9 +39,7 @@ def train(settings: TrainSettings, tracking_uri: str | None = None, experiment: 
     if settings.mode not in MODES:
         raise MedadvError(f"unknown mode {settings.mode!r}; choose one of {', '.join(MODES)}")
     if settings.run_id:
-        if settings.mode != "victim":
-            raise MedadvError(f"run_id resumes mode victim only; start the {settings.mode} training again")
-        check_resumable(settings.run_id, asdict(settings))
+        check_resumable(settings.run_id, asdict(settings), "generator" if settings.mode == "generator" else "train")
     if settings.mode == "generator":
         return train_generator_set(settings)
     if settings.mode == "robust":
@@ -115,14 +69,11 @@ def _train_victim(settings: TrainSettings) -> str:
     run_name = f"train {settings.arch} · {settings.dataset}"
     with start_step_run("train", asdict(settings), run_id=settings.run_id or None, name=run_name) as run:
         checkpoints = RunCheckpoints(run.info.run_id)
-        resumed = checkpoints.latest()
+        resumed = checkpoints.resume(settings.epochs)
         if resumed is None:
             for split, dataset in splits.items():
                 log_dataset(dataset, context={"train": "training", "val": "validation", "test": "testing"}[split])
-        else:
-            print(f"resuming: {resumed.epochs_done} of {settings.epochs} epochs done")
-            relog_metrics(run.info.run_id, resumed)
-        callbacks = [EpochState(checkpoints.save, resumed), MetricsToMlflow()]
+        callbacks = [EpochState(EpochRecord(checkpoints.save, resumed))]
         history = fit_victim(model, train_set, splits["val"], fit_config, callbacks=callbacks, resume=resumed)
         log_figure(learning_curves(history), LEARNING_CURVES)
         _register_scored(settings, model, splits, run.info.run_id)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import keras
 import matplotlib.pyplot as plt
-import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
 from medadv.data.base import Dataset
 from medadv.errors import MedadvError
 from medadv.metrics.classification import classification_scores
+from medadv.models.resume import TrainingState
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,73 +64,6 @@ class ValidationScores(keras.callbacks.Callback):
         scores = classification_scores(self.validation.y, probs)
         logs["val_macro_f1"] = scores["macro_f1"]
         logs["val_auc"] = scores["auc"]
-
-
-@dataclass(frozen=True)
-class TrainingState:
-    """Where a training stands after `epochs_done` epochs: every variable of the model (its weights and its
-    dropout layers' seed states) and of its optimizer, and the epochs' logs. Enough to go on as if never stopped."""
-
-    epochs_done: int
-    model_variables: list[np.ndarray]
-    optimizer_variables: list[np.ndarray]
-    history: dict[str, list[float]]
-
-    @classmethod
-    def of(cls, model: keras.Model, epochs_done: int, history: dict[str, list[float]]) -> TrainingState:
-        return cls(
-            epochs_done,
-            [np.asarray(v) for v in model.variables],
-            [np.asarray(v) for v in model.optimizer.variables],
-            {key: list(values) for key, values in history.items()},
-        )
-
-    def save(self, path: Path) -> Path:
-        """One uncompressed `.npz` (plain arrays, read back without pickle)."""
-        arrays: dict[str, Any] = {"epochs_done": np.array(self.epochs_done)}  # Any: as in medmnist.write_synthetic
-        arrays |= {f"model_{i:04d}": value for i, value in enumerate(self.model_variables)}
-        arrays |= {f"optimizer_{i:04d}": value for i, value in enumerate(self.optimizer_variables)}
-        arrays |= {f"history_{key}": np.array(values, np.float64) for key, values in self.history.items()}
-        np.savez(path, **arrays)
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> TrainingState:
-        with np.load(path, allow_pickle=False) as data:
-            names = sorted(data.files)
-            return cls(
-                int(data["epochs_done"]),
-                [data[name] for name in names if name.startswith("model_")],
-                [data[name] for name in names if name.startswith("optimizer_")],
-                {name.removeprefix("history_"): data[name].tolist() for name in names if name.startswith("history_")},
-            )
-
-    def restore(self, model: keras.Model) -> None:
-        """Put the saved variables back into `model` (compiled, its optimizer built here)."""
-        model.optimizer.build(model.trainable_variables)
-        for kind, variables, values in (
-            ("model", model.variables, self.model_variables),
-            ("optimizer", model.optimizer.variables, self.optimizer_variables),
-        ):
-            shapes = [tuple(v.shape) for v in variables]
-            if shapes != [value.shape for value in values]:
-                raise MedadvError(f"the checkpoint's {kind} variables do not match this model's: not the same training")
-            for variable, value in zip(variables, values, strict=True):
-                variable.assign(value)
-
-
-class EpochState(keras.callbacks.Callback):
-    """Hands the training state to `save` after every finished epoch, before later callbacks log the epoch."""
-
-    def __init__(self, save: Callable[[TrainingState], None], resumed: TrainingState | None = None) -> None:
-        super().__init__()
-        self.save = save
-        self.history = {key: list(values) for key, values in (resumed.history if resumed else {}).items()}
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        self.save(TrainingState.of(self.model, epoch + 1, self.history))
 
 
 def fit_victim(

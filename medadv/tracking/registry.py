@@ -189,10 +189,10 @@ def load_generators(run_id: str) -> dict[int, keras.Model]:
     )
     if not children:
         raise ModelError(f"run {run_id} holds no generators; train a set with --mode generator")
-    generators = {}
-    for child in children:
-        local = Path(mlflow.artifacts.download_artifacts(f"runs:/{child.info.run_id}/generator"))
-        generators[int(child.data.tags[CLASS_TAG])] = keras.saving.load_model(
-            sorted(local.rglob("*.keras"))[0], safe_mode=True
-        )
-    return generators
+    return {int(child.data.tags[CLASS_TAG]): load_generator(child.info.run_id) for child in children}
+
+
+def load_generator(class_run_id: str) -> keras.Model:
+    """The generator one class run of a generator set logged."""
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{class_run_id}/generator"))
+    return keras.saving.load_model(sorted(local.rglob("*.keras"))[0], safe_mode=True)
