@@ -12,16 +12,16 @@ import keras
 import mlflow
 import numpy as np
 
+from medadv.attacks import budget_label
 from medadv.attacks.dgn import DEFAULT_EPS, GeneratorConfig, generate, train_generator
 from medadv.attacks.runner import predict
 from medadv.contract import CLASS_TAG, GENERATOR_LOSS_TAG, LOSS_DETAILS
-from medadv.data import load_dataset, loader_options
+from medadv.data import load_dataset
 from medadv.data.base import Dataset
 from medadv.defenses import DefenseError
 from medadv.models import check_victim
 from medadv.options import parse_options
 from medadv.settings import TrainSettings
-from medadv.tracking.names import budget
 from medadv.tracking.registry import PinnedModel, load_model, pin_model, pip_requirements
 from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
 
@@ -30,8 +30,10 @@ def victim_and_splits(settings: TrainSettings) -> tuple[PinnedModel, keras.Model
     """The victim at the version its alias named now (pinned, as attacks pin theirs), and the train and test data."""
     if not settings.victim:
         raise DefenseError(f"mode={settings.mode} needs --victim (models:/NAME@ALIAS, runs:/ID/model or a path)")
-    options = loader_options(settings.dataset, settings.data_options)
-    splits = {split: load_dataset(settings.dataset, settings.data_dir, split, **options) for split in ("train", "test")}
+    splits = {
+        split: load_dataset(settings.dataset, settings.data_dir, split, **settings.data_kwargs)
+        for split in ("train", "test")
+    }
     pinned = pin_model(settings.victim)
     victim = load_model(pinned.uri)
     check_victim(victim, splits["train"].input_shape)
@@ -52,7 +54,7 @@ def train_generator_set(settings: TrainSettings) -> str:
     )  # fmt: skip
     config.validate(train.num_classes)
     params = asdict(settings) | {f"generator.{f.name}": getattr(config, f.name) for f in fields(config)}
-    name = f"generators {config.loss}{budget(config)} · {pinned.short}"
+    name = f"generators {budget_label(config.loss, config)} · {pinned.short}"
     with start_step_run("generator", params | {"victim_version_uri": pinned.uri}, name=name) as run:
         mlflow.set_tag(GENERATOR_LOSS_TAG, config.loss)
         log_dataset(train, context="training")

@@ -15,7 +15,7 @@ from medadv.contract import (
     REGISTERED_MODEL_TAG,
     STEP_TAG,
 )
-from medadv.data import Dataset, load_dataset, loader_options
+from medadv.data import Dataset, load_dataset
 from medadv.errors import MedadvError
 from medadv.jobs.generators import train_generator_set
 from medadv.jobs.robust import train_robust
@@ -101,9 +101,8 @@ def _train_victim(settings: TrainSettings) -> str:
     )  # fmt: skip
     fit_config.validate()
     arch_options = parse_options(settings.arch_options, architecture(settings.arch), "arch_options")
-    data_options = loader_options(settings.dataset, settings.data_options)
     splits = {
-        split: load_dataset(settings.dataset, settings.data_dir, split, **data_options)
+        split: load_dataset(settings.dataset, settings.data_dir, split, **settings.data_kwargs)
         for split in ("train", "val", "test")
     }
     seed_everything(settings.seed)
