@@ -310,9 +310,9 @@ def test_select_samples_is_deterministic_and_shards_partition(tiny_ecg_model, ti
 def test_first_per_class_takes_the_first_of_each_class_in_order() -> None:
     labels = np.array([0, 0, 1, 0, 1, 2, 0, 3])
     np.testing.assert_array_equal(first_per_class(labels, (2, 1, 5, 0)), [0, 1, 2, 5])
-    check_selection("correct", None, (360, 360, 360, 220), 4)
-    with pytest.raises(AttackError, match=r"per_class needs 4 comma-separated counts >= 0 \(one per class\), got '1,2"):
-        check_selection("correct", None, (1, 2, 3), 4)
+    check_selection("correct", None, (360, 360, 360, 220))
+    with pytest.raises(AttackError, match="selection=balanced needs num_samples > 0 and no per_class"):
+        check_selection("balanced", 4, (1, 2, 3))
 
 
 def test_select_samples_per_class_keeps_the_first_correct_samples_of_each_class(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]

@@ -124,7 +124,13 @@ def _checked_inputs(settings: AttackSettings) -> _Inputs:
     spec.check(settings)
     data = load_dataset(settings.dataset, settings.data_dir, settings.split, **settings.data_kwargs)
     check_ssim_method(settings.ssim, data.input_shape)
-    check_selection(settings.selection, settings.num_samples, settings.per_class_counts, data.num_classes)
+    counts = settings.per_class_counts
+    if counts is not None and len(counts) != data.num_classes:
+        raise AttackError(
+            f"per_class needs {data.num_classes} comma-separated counts >= 0 (one per class),"
+            f" got {settings.per_class!r}"
+        )
+    check_selection(settings.selection, settings.num_samples, counts)
     check_defense(settings.defense, data)
     return _Inputs(spec, config, data)
 
