@@ -49,7 +49,14 @@ def parse_params(text: str, what: str = "attack_params") -> dict[str, str]:
 
 
 def parse_options(text: str, func: Callable[..., Any], what: str, reserved: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Parse `text` into keyword-only arguments of `func`, each converted to its default's type.
+    """Parse `text` (`key=value,...`) into keyword-only arguments of `func`: `typed_options` of `parse_params`."""
+    return typed_options(parse_params(text, what), func, what, reserved)
+
+
+def typed_options(
+    options: Mapping[str, str], func: Callable[..., Any], what: str, reserved: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`options` by key as keyword-only arguments of `func`, each converted to its default's type.
 
     Names in `reserved` are set by medadv itself. Unknown keys and unparsable values raise MedadvError
     naming the valid keys.
@@ -59,15 +66,13 @@ def parse_options(text: str, func: Callable[..., Any], what: str, reserved: tupl
         for name, p in inspect.signature(func).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in reserved
     }
-    options: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in parameters:
-            valid = list(parameters)
-            raise MedadvError(f"{what}: unknown option {item!r}; valid options are {', '.join(valid)} (as key=value)")
-        options[key] = _by_default(value.strip(), parameters[key].default, f"{what} option {key}")
-    return options
+    typed: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in parameters:
+            valid = ", ".join(parameters)
+            raise MedadvError(f"{what}: unknown option {f'{key}={value}'!r}; valid options are {valid} (as key=value)")
+        typed[key] = _by_default(value, parameters[key].default, f"{what} option {key}")
+    return typed
 
 
 def _by_default(value: str, default: Any, what: str) -> Any:

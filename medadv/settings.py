@@ -76,6 +76,14 @@ def parse_counts(text: str) -> tuple[int, ...] | None:
     return counts
 
 
+def data_dir_setting() -> str:
+    return setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
+
+
+def data_options_setting() -> str:
+    return setting("", 'the loader\'s options, e.g. "length=3000" for CinC, "image_size=64" for images')
+
+
 class _Settings:
     """What every entry point's settings share: made from the flags (strings and numbers, logged as given), they
     are checked and their strings typed when made, so a step refuses bad input before TensorFlow is imported and
@@ -116,14 +124,29 @@ class _DataSettings(_Settings):
         return loader_options(self.dataset, self.data_options)
 
 
+class _AttackSettings(_DataSettings):
+    """Settings that attack a model (`attack`, and `train` with mode=robust): the attack's own settings by key."""
+
+    attack_params: str
+
+    def type_strings(self) -> None:
+        self.attack_params_by_key  # noqa: B018  # read to type it now
+        super().type_strings()
+
+    @cached_property
+    def attack_params_by_key(self) -> Mapping[str, str]:
+        """`attack_params` by key; the attack's config class types each value (`medadv.attacks.parse_config`)."""
+        return parse_params(self.attack_params)
+
+
 @dataclass(frozen=True, kw_only=True)
-class TrainSettings(_DataSettings):
+class TrainSettings(_AttackSettings):
     """Parameters of the `train` entry point (the MLproject declares the same, with the same defaults)."""
 
     mode: str = setting("victim", "victim, generator (per-class CAE generators) or robust (adversarial training)")
     dataset: str = setting("cinc2017", "the data set to train on")
-    data_dir: str = setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
-    data_options: str = setting("", 'the loader\'s options, e.g. "length=3000" for CinC, "image_size=64" for images')
+    data_dir: str = data_dir_setting()
+    data_options: str = data_options_setting()
     arch: str = setting("ecg_resnet", f"the victim's architecture: {', '.join(ARCHITECTURE_NAMES)}")
     arch_options: str = setting("", 'e.g. "num_blocks=4,base_filters=8" for a tiny ECG ResNet')
     epochs: int = setting(10, "passes over the training split")
@@ -154,26 +177,29 @@ class TrainSettings(_DataSettings):
     NAMES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {"arch": ("architecture", ARCHITECTURE_NAMES)}
 
     def type_strings(self) -> None:
-        parse_params(self.arch_options, "arch_options")
-        parse_params(self.generator_options, "generator_options")
-        self.attack_options  # noqa: B018  # read to type it now
+        self.arch_options_by_key, self.generator_options_by_key  # noqa: B018  # read to type them now
         super().type_strings()
 
     @cached_property
-    def attack_options(self) -> Mapping[str, str]:
-        """robust: `attack_params` by key; the attack's config class types each value."""
-        return parse_params(self.attack_params)
+    def arch_options_by_key(self) -> Mapping[str, str]:
+        """`arch_options` by key; the architecture's builder types each value (`medadv.options.typed_options`)."""
+        return parse_params(self.arch_options, "arch_options")
+
+    @cached_property
+    def generator_options_by_key(self) -> Mapping[str, str]:
+        """generator: `generator_options` by key; the generator config types each value."""
+        return parse_params(self.generator_options, "generator_options")
 
 
 @dataclass(frozen=True, kw_only=True)
-class AttackSettings(_DataSettings):
+class AttackSettings(_AttackSettings):
     """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults, but for the
     ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
 
     model: str = setting("", "the victim: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a path")
     dataset: str = setting("cinc2017", "the data set to attack")
-    data_dir: str = setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
-    data_options: str = setting("", 'the loader\'s options, e.g. "length=3000" for CinC')
+    data_dir: str = data_dir_setting()
+    data_options: str = data_options_setting()
     split: str = setting("test", "the split to attack")
     attack: str = setting("pgd", f"one of {', '.join(ATTACK_NAMES)}")
     attack_params: str = setting(
@@ -215,18 +241,14 @@ class AttackSettings(_DataSettings):
     NAMES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {"attack": ("attack", ATTACK_NAMES)}
 
     def type_strings(self) -> None:
-        self.attack_options, self.typed_shard, self.per_class_counts  # noqa: B018  # read to type them now
+        self.typed_shard  # noqa: B018  # read to type it now
         if self.per_class_counts is not None and self.num_samples:
             raise MedadvError("give either num_samples or per_class, not both")
         super().type_strings()
 
     @cached_property
-    def attack_options(self) -> Mapping[str, str]:
-        """`attack_params` by key; the attack's config class types each value."""
-        return parse_params(self.attack_params)
-
-    @cached_property
     def typed_shard(self) -> Shard:
+        """The share of the selected samples this run attacks."""
         return Shard.parse(self.shard)
 
     @cached_property
@@ -243,8 +265,8 @@ class GradcamSettings(_DataSettings):
     attack_run_id: str = setting("", "explain this attack run's clean and adversarial inputs")
     model: str = setting("", "or: explain clean predictions of this model ...")
     dataset: str = setting("cinc2017", "... on this data set")
-    data_dir: str = setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
-    data_options: str = setting("", 'the loader\'s options, e.g. "length=3000" for CinC')
+    data_dir: str = data_dir_setting()
+    data_options: str = data_options_setting()
     split: str = setting("test", "the split to explain")
     num_samples: int = setting(16, "samples to explain (clean maps only); 0: the whole split")
     method: str = setting("gradcam", "gradcam, gradcam++ or scorecam")

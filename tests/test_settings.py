@@ -50,7 +50,7 @@ def test_one_boolean_parser() -> None:
 def test_attack_settings_give_typed_values_and_log_the_text_as_given() -> None:
     settings = AttackSettings(shard=" 1 / 4 ", per_class="1,2", attack_params="eps=0.1, max_iter=3")
     assert settings.typed_shard == Shard(1, 4) and settings.per_class_counts == (1, 2)
-    assert settings.attack_options == {"eps": "0.1", "max_iter": "3"}
+    assert settings.attack_params_by_key == {"eps": "0.1", "max_iter": "3"}
     assert settings.typed_shard is settings.typed_shard  # typed once, when made
     logged = asdict(settings)
     assert (logged["shard"], logged["per_class"], logged["attack_params"]) == (" 1 / 4 ", "1,2", "eps=0.1, max_iter=3")

@@ -127,7 +127,7 @@ def spec_of(name: str) -> AttackSpec:
 
 
 def parse_config(name: str, params: Mapping[str, str]) -> AttackConfig:
-    """Build `name`'s settings from its option strings by key (`AttackSettings.attack_options`), each typed by
+    """Build `name`'s settings from its option strings by key (`AttackSettings.attack_params_by_key`), each typed by
     the config's field (`medadv.options`); unknown names fail with the valid ones."""
     config_class = spec_of(name).config
     fields = {f.name for f in dataclasses.fields(config_class)}

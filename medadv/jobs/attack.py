@@ -120,7 +120,7 @@ def _checked_inputs(settings: AttackSettings) -> _Inputs:
     if not settings.model:
         raise AttackError("give the victim with --model (models:/NAME@ALIAS, runs:/ID/model or a path)")
     spec = ATTACKS[settings.attack]
-    config = parse_config(settings.attack, settings.attack_options)
+    config = parse_config(settings.attack, settings.attack_params_by_key)
     spec.check(settings)
     data = load_dataset(settings.dataset, settings.data_dir, settings.split, **settings.data_kwargs)
     check_ssim_method(settings.ssim, data.input_shape)

@@ -20,7 +20,7 @@ from medadv.data import load_dataset
 from medadv.data.base import Dataset
 from medadv.defenses import DefenseError
 from medadv.models import check_victim
-from medadv.options import parse_options
+from medadv.options import typed_options
 from medadv.settings import TrainSettings
 from medadv.tracking.registry import PinnedModel, load_model, pin_model, pip_requirements
 from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
@@ -50,7 +50,7 @@ def train_generator_set(settings: TrainSettings) -> str:
             loss=settings.generator_loss, eps=default_eps, epochs=settings.epochs, batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, seed=settings.seed,
         ),
-        **parse_options(settings.generator_options, GeneratorConfig, "generator_options"),
+        **typed_options(settings.generator_options_by_key, GeneratorConfig, "generator_options"),
     )  # fmt: skip
     config.validate(train.num_classes)
     params = asdict(settings) | {f"generator.{f.name}": getattr(config, f.name) for f in fields(config)}

@@ -55,7 +55,7 @@ def train_robust(settings: TrainSettings) -> str:
     pinned, victim, splits = victim_and_splits(settings)
     train, test = splits["train"], splits["test"]
     attack_name = ROBUST_METHODS[settings.method]
-    attack_params = dict(settings.attack_options)
+    attack_params = dict(settings.attack_params_by_key)
     if attack_name == "dgn":
         attack_params.setdefault("eps", str(DEFAULT_EPS.get(settings.dataset, 0.1)))
     attack_config = parse_config(attack_name, attack_params)

@@ -30,7 +30,7 @@ from medadv.models.training import (
     learning_curves,
     seed_everything,
 )
-from medadv.options import parse_options
+from medadv.options import typed_options
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints
 from medadv.tracking.names import check_registration
@@ -100,7 +100,7 @@ def _train_victim(settings: TrainSettings) -> str:
         seed=settings.seed, mixup_alpha=settings.mixup_alpha,
     )  # fmt: skip
     fit_config.validate()
-    arch_options = parse_options(settings.arch_options, architecture(settings.arch), "arch_options")
+    arch_options = typed_options(settings.arch_options_by_key, architecture(settings.arch), "arch_options")
     splits = {
         split: load_dataset(settings.dataset, settings.data_dir, split, **settings.data_kwargs)
         for split in ("train", "val", "test")
