@@ -1,21 +1,27 @@
-"""The entry points' settings, and the checks on them that need no model, tracking store or TensorFlow.
+"""The entry points' settings: checked, and their strings typed, when they are made.
 
 This module imports neither TensorFlow, Keras, ART nor MLflow, so a step answers `--help` and refuses a bad
 name, number, option string or data folder in a fraction of a second; the jobs (`medadv.jobs.*`) import it.
+The fields keep the text as given (what a run logs as its params); the typed values (a `Shard`, per-class
+counts, option strings by key, the loader's options, a study's protocol) are read from the settings, so no job
+or library code parses a command-line string again.
 Each field's help text is declared beside it with `setting(default, help)`: `--help` prints it with the default.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from medadv.data import DataError, loader_options
 from medadv.errors import MedadvError
 from medadv.options import parse_params
 from medadv.ranges import SEED_MAX, Bounds, check_ranges
-from medadv.studies import protocol
+from medadv.studies import Protocol, protocol
 
 T = TypeVar("T")
 
@@ -36,35 +42,111 @@ def setting(default: T, help: str) -> T:
     return field(default=default, metadata={"help": help})
 
 
-def check_data(dataset: str, data_dir: str, data_options: str) -> None:
-    """A known data set, options its loader takes, and a data folder that exists (empty: generated data)."""
-    loader_options(dataset, data_options)
-    if data_dir and not Path(data_dir).exists():
-        raise DataError(f"{data_dir}: data folder for {dataset} not found")
+class Shard(NamedTuple):
+    """This run's share of the samples, as `--shard i/n` gives it: every n-th sample from the i-th."""
+
+    i: int
+    n: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`"i/n"` -> Shard(i, n) with 0 <= i < n."""
+        match = _SHARD.fullmatch(text)
+        if match is None:
+            raise MedadvError(f"shard must look like i/n (e.g. 0/4), got {text!r}")
+        shard = cls(int(match[1]), int(match[2]))
+        if not 0 <= shard.i < shard.n:
+            raise MedadvError(f"shard {text!r} is out of range: need 0 <= i < n")
+        return shard
 
 
-def check_name(what: str, name: str, names: tuple[str, ...]) -> None:
-    if name not in names:
-        raise MedadvError(f"unknown {what} {name!r}; choose one of {', '.join(names)}")
+_SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
 
-def check_key_values(**texts: str) -> None:
-    """Each `key=value,...` option string well formed (which keys each takes is checked where it is read)."""
-    for name, text in texts.items():
-        try:
-            parse_params(text)
-        except ValueError as error:
-            raise MedadvError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
+def parse_counts(text: str) -> tuple[int, ...] | None:
+    """`"360,360,360,220"` -> one count >= 0 per class; empty text -> None (no per-class selection)."""
+    if not text.strip():
+        return None
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = (-1,)
+    if min(counts) < 0:
+        raise MedadvError(f"per_class needs comma-separated counts >= 0 (one per class), got {text!r}")
+    return counts
+
+
+def data_dir_setting() -> str:
+    return setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
+
+
+def data_options_setting() -> str:
+    return setting("", 'the loader\'s options, e.g. "length=3000" for CinC, "image_size=64" for images')
+
+
+class _Settings:
+    """What every entry point's settings share: made from the flags (strings and numbers, logged as given), they
+    are checked and their strings typed when made, so a step refuses bad input before TensorFlow is imported and
+    a job reads typed values (`settings.typed_shard`, ...) that no later code parses again.
+
+    `RANGES` bounds the numbers (`medadv.ranges`); `NAMES` maps a field to what it names and the names there are.
+    """
+
+    RANGES: ClassVar[dict[str, Bounds]] = {}
+    NAMES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {}
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        for name, (what, names) in self.NAMES.items():
+            if getattr(self, name) not in names:
+                raise MedadvError(f"unknown {what} {getattr(self, name)!r}; choose one of {', '.join(names)}")
+        self.type_strings()
+
+    def type_strings(self) -> None:
+        """Read each typed value once (each a cached property), so bad text is refused now."""
+
+
+class _DataSettings(_Settings):
+    """Settings that load a data set: its loader's options typed, and its folder (empty: generated data) there."""
+
+    dataset: str
+    data_dir: str
+    data_options: str
+
+    def type_strings(self) -> None:
+        self.data_kwargs  # noqa: B018  # read to type it now
+        if self.data_dir and not Path(self.data_dir).exists():
+            raise DataError(f"{self.data_dir}: data folder for {self.dataset} not found")
+
+    @cached_property
+    def data_kwargs(self) -> dict[str, Any]:
+        """`data_options` as the keyword arguments of the data set's loader (also refuses an unknown data set)."""
+        return loader_options(self.dataset, self.data_options)
+
+
+class _AttackSettings(_DataSettings):
+    """Settings that attack a model (`attack`, and `train` with mode=robust): the attack's own settings by key."""
+
+    attack_params: str
+
+    def type_strings(self) -> None:
+        self.attack_params_by_key  # noqa: B018  # read to type it now
+        super().type_strings()
+
+    @cached_property
+    def attack_params_by_key(self) -> Mapping[str, str]:
+        """`attack_params` by key; the attack's config class types each value (`medadv.attacks.parse_config`)."""
+        return parse_params(self.attack_params)
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainSettings:
+class TrainSettings(_AttackSettings):
     """Parameters of the `train` entry point (the MLproject declares the same, with the same defaults)."""
 
     mode: str = setting("victim", "victim, generator (per-class CAE generators) or robust (adversarial training)")
     dataset: str = setting("cinc2017", "the data set to train on")
-    data_dir: str = setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
-    data_options: str = setting("", 'the loader\'s options, e.g. "length=3000" for CinC, "image_size=64" for images')
+    data_dir: str = data_dir_setting()
+    data_options: str = data_options_setting()
     arch: str = setting("ecg_resnet", f"the victim's architecture: {', '.join(ARCHITECTURE_NAMES)}")
     arch_options: str = setting("", 'e.g. "num_blocks=4,base_filters=8" for a tiny ECG ResNet')
     epochs: int = setting(10, "passes over the training split")
@@ -92,27 +174,32 @@ class TrainSettings:
         "mixup_alpha": (0.0, None), "adversarial_ratio": (0.0, 1.0),
     }  # fmt: skip
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
+    NAMES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {"arch": ("architecture", ARCHITECTURE_NAMES)}
 
-    def check(self) -> None:
-        """Names, option strings and the data folder: what can be refused before TensorFlow is imported."""
-        check_name("architecture", self.arch, ARCHITECTURE_NAMES)
-        check_key_values(
-            arch_options=self.arch_options, generator_options=self.generator_options, attack_params=self.attack_params
-        )
-        check_data(self.dataset, self.data_dir, self.data_options)
+    def type_strings(self) -> None:
+        self.arch_options_by_key, self.generator_options_by_key  # noqa: B018  # read to type them now
+        super().type_strings()
+
+    @cached_property
+    def arch_options_by_key(self) -> Mapping[str, str]:
+        """`arch_options` by key; the architecture's builder types each value (`medadv.options.typed_options`)."""
+        return parse_params(self.arch_options, "arch_options")
+
+    @cached_property
+    def generator_options_by_key(self) -> Mapping[str, str]:
+        """generator: `generator_options` by key; the generator config types each value."""
+        return parse_params(self.generator_options, "generator_options")
 
 
 @dataclass(frozen=True, kw_only=True)
-class AttackSettings:
+class AttackSettings(_AttackSettings):
     """Parameters of the `attack` entry point (the MLproject declares the same, with the same defaults, but for the
     ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
 
     model: str = setting("", "the victim: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a path")
     dataset: str = setting("cinc2017", "the data set to attack")
-    data_dir: str = setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
-    data_options: str = setting("", 'the loader\'s options, e.g. "length=3000" for CinC')
+    data_dir: str = data_dir_setting()
+    data_options: str = data_options_setting()
     split: str = setting("test", "the split to attack")
     attack: str = setting("pgd", f"one of {', '.join(ATTACK_NAMES)}")
     attack_params: str = setting(
@@ -151,26 +238,35 @@ class AttackSettings:
         "universal_positions": (1, None), "universal_min_length": (0, None),
     }  # fmt: skip
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
+    NAMES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {"attack": ("attack", ATTACK_NAMES)}
 
-    def check(self) -> None:
-        """Names, option strings and the data folder: what can be refused before TensorFlow is imported."""
-        check_name("attack", self.attack, ATTACK_NAMES)
-        check_key_values(attack_params=self.attack_params)
-        check_data(self.dataset, self.data_dir, self.data_options)
+    def type_strings(self) -> None:
+        self.typed_shard  # noqa: B018  # read to type it now
+        if self.per_class_counts is not None and self.num_samples:
+            raise MedadvError("give either num_samples or per_class, not both")
+        super().type_strings()
+
+    @cached_property
+    def typed_shard(self) -> Shard:
+        """The share of the selected samples this run attacks."""
+        return Shard.parse(self.shard)
+
+    @cached_property
+    def per_class_counts(self) -> tuple[int, ...] | None:
+        """The first n of each class to attack; None: `num_samples` decides."""
+        return parse_counts(self.per_class)
 
 
 @dataclass(frozen=True, kw_only=True)
-class GradcamSettings:
+class GradcamSettings(_DataSettings):
     """Parameters of the `gradcam` entry point (the MLproject declares the same, with the same defaults, but for the
     ones the run logs as resolved: `medadv.tracking.runs.RESOLVED_PARAMS`)."""
 
     attack_run_id: str = setting("", "explain this attack run's clean and adversarial inputs")
     model: str = setting("", "or: explain clean predictions of this model ...")
     dataset: str = setting("cinc2017", "... on this data set")
-    data_dir: str = setting("", "its folder (or file) in the real on-disk format; empty: a generated synthetic set")
-    data_options: str = setting("", 'the loader\'s options, e.g. "length=3000" for CinC')
+    data_dir: str = data_dir_setting()
+    data_options: str = data_options_setting()
     split: str = setting("test", "the split to explain")
     num_samples: int = setting(16, "samples to explain (clean maps only); 0: the whole split")
     method: str = setting("gradcam", "gradcam, gradcam++ or scorecam")
@@ -190,27 +286,17 @@ class GradcamSettings:
         "batch_size": (1, None),
     }
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
-
-    def check(self) -> None:
-        """The data set, its options and folder: what can be refused before TensorFlow is imported."""
-        check_data(self.dataset, self.data_dir, self.data_options)
-
 
 @dataclass(frozen=True, kw_only=True)
-class EvaluateSettings:
+class EvaluateSettings(_Settings):
     """Parameters of the `evaluate` entry point (the MLproject declares the same, with the same defaults)."""
 
     experiment_name: str = setting("", "the experiment to compare; empty: the one this run is logged to")
     filter: str = setting("", "MLflow filter ANDed to each step's, e.g. \"params.dataset = 'pneumoniamnist'\"")
 
-    def check(self) -> None:
-        """Nothing to check before the tracking store is reached."""
-
 
 @dataclass(frozen=True, kw_only=True)
-class StudySettings:
+class StudySettings(_Settings):
     """Parameters of the `study` entry point (the MLproject declares the same, with the same defaults)."""
 
     name: str = setting("ecgadv", "ecgadv, grad_attacks, foe or deepcustom")
@@ -218,13 +304,17 @@ class StudySettings:
     scale: str = setting("smoke", "smoke: the same protocol in minutes on a CPU; paper: the study's full budget")
     options: str = setting("", 'overrides of the protocol\'s settings, e.g. "victim.epochs=1,samples=4"')
 
-    def check(self) -> None:
-        """The study, its scale and overrides: what can be refused before TensorFlow is imported."""
-        protocol(self.name, self.scale, self.options)
+    def type_strings(self) -> None:
+        self.protocol  # noqa: B018  # read to type it now
+
+    @cached_property
+    def protocol(self) -> Protocol:
+        """The study's protocol at `scale` with `options` applied."""
+        return protocol(self.name, self.scale, self.options)
 
 
 @dataclass(frozen=True, kw_only=True)
-class MainSettings:
+class MainSettings(_Settings):
     """The demo's size knobs: the defaults finish in minutes on 2 CPU cores with generated data."""
 
     ecg_length: int = setting(3000, "samples per record at 300 Hz (the study uses 9000)")
@@ -237,9 +327,3 @@ class MainSettings:
         "ecg_length": (300, None), "epochs": (1, None), "records": (1, None),
         "ecgadv_iterations": (1, None), "ecgadv_search_steps": (1, None),
     }  # fmt: skip
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
-
-    def check(self) -> None:
-        """The ranges, checked when the settings are made, are all there is."""

@@ -1,8 +1,8 @@
 """A step's command line, read and checked before TensorFlow, Keras or MLflow is imported.
 
-`settings_from_command_line` turns the flags into the entry point's settings and runs the checks that need no
-model (names, ranges, option strings, the data folder), so `--help` and bad input answer at once; the step
-then imports its job and runs it through `_cli.run_step`.
+`settings_from_command_line` turns the flags into the entry point's settings, which check themselves and type
+their strings when made (names, ranges, option strings, the data folder: `medadv.settings`), so `--help` and bad
+input answer at once; the step then imports its job and runs it through `_cli.run_step`.
 """
 
 from __future__ import annotations
@@ -11,26 +11,23 @@ import argparse
 import os
 import sys
 from dataclasses import MISSING, fields
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from medadv.errors import MedadvError
+from medadv.options import parse_bool
 
-Settings = TypeVar("Settings", bound="Checkable")
+Settings = TypeVar("Settings")
 
 # Read by TensorFlow's C++ side when TensorFlow is imported: 0 lets every line through (absl, oneDNN, CUDA).
 VERBOSE_LOG_LEVEL = "0"
 
 
-class Checkable(Protocol):
-    def check(self) -> None: ...
-
-
 def _boolean(text: str) -> bool:
     """true/false/1/0 in any case; anything else is a usage error, not a traceback."""
-    value = {"true": True, "false": False, "1": True, "0": False}.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value
+    try:
+        return parse_bool(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _flag_type(default: Any) -> Any:
@@ -76,7 +73,6 @@ def settings_from_command_line(
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = VERBOSE_LOG_LEVEL
     try:
         settings = settings_from(arguments, settings_class)
-        settings.check()
     except MedadvError as error:
         sys.exit(f"medadv: error: {error}")
     return settings, arguments

@@ -18,6 +18,7 @@ from test_attacks import EPS, TABLE
 
 from medadv.attacks import AttackError
 from medadv.attacks.result import AttackResult
+from medadv.errors import MedadvError
 from medadv.jobs.attack import AttackSettings, attack
 
 
@@ -127,7 +128,8 @@ def test_a_run_killed_after_its_first_batches_resumes_to_the_uninterrupted_resul
         ({"attack_params": "eps=0.1,target=7"}, "target class 7 is out of range"),
         ({"attack_params": "radius=3"}, "pgd has no parameter radius"),
         ({"shard": "3/2"}, "shard '3/2' is out of range"),
-        ({"per_class": "5,x"}, "per_class needs 2 comma-separated counts >= 0 (one per class), got '5,x'"),
+        ({"per_class": "5,x"}, "per_class needs comma-separated counts >= 0 (one per class), got '5,x'"),
+        ({"per_class": "5"}, "per_class needs 2 comma-separated counts >= 0 (one per class), got '5'"),
         ({"per_class": "5,5", "num_samples": 4}, "give either num_samples or per_class, not both"),
         ({"model": "models:/tiny-cinc@candidate"}, "takes inputs of shape (600, 1), the data has shape (28, 28, 1)"),
         ({"model": "models:/tiny-pneumonia@nonexistent"}, "cannot resolve model models:/tiny-pneumonia@nonexistent"),
@@ -137,16 +139,11 @@ def test_a_run_killed_after_its_first_batches_resumes_to_the_uninterrupted_resul
 def test_bad_input_fails_before_any_run(
     victims: dict[str, str], tracking_server: str, changes: dict[str, str], message: str
 ) -> None:
-    settings = AttackSettings(
-        **(
-            {"model": "models:/tiny-pneumonia@candidate", "dataset": "pneumoniamnist", "data_dir": victims["images"]}
-            | changes
-        )  # type: ignore[arg-type]
-    )
+    given = {"model": "models:/tiny-pneumonia@candidate", "dataset": "pneumoniamnist", "data_dir": victims["images"]}
     mlflow.set_tracking_uri(tracking_server)
     before = len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list"))
-    with pytest.raises((AttackError, ValueError)) as error:
-        attack(settings, tracking_server, EXPERIMENT)
+    with pytest.raises(MedadvError) as error:  # names and strings when the settings are made, the rest in the job
+        attack(AttackSettings(**(given | changes)), tracking_server, EXPERIMENT)  # type: ignore[arg-type]
     assert message in str(error.value) and "\n" not in str(error.value)
     assert len(mlflow.search_runs(experiment_names=[EXPERIMENT], output_format="list")) == before
 

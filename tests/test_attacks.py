@@ -12,16 +12,15 @@ import keras
 import numpy as np
 import pytest
 
-from medadv.attacks import ATTACKS, AttackError, _coerce, make_attack, parse_config, register
+from medadv.attacks import ATTACKS, AttackError, make_attack, parse_config, register
 from medadv.attacks.native import LpConfig, PGDConfig
 from medadv.attacks.result import AttackResult
 from medadv.attacks.runner import (
     attack_batches,
     auto_batch_size,
+    check_selection,
     expand_targets,
     first_per_class,
-    parse_per_class,
-    parse_shard,
     select_samples,
 )
 from medadv.data.base import Dataset
@@ -289,28 +288,8 @@ def test_parse_config_coerces_strings() -> None:
     config = parse_config("pgd", {"eps": "0.5", "eps_step": "0.125", "max_iter": "7", "norm": "2", "target": "none"})
     assert config == PGDConfig(eps=0.5, eps_step=0.125, max_iter=7, norm="2", target=None)
     assert parse_config("pgd", {"target": "-1"}).target == -1
-
-
-@pytest.mark.parametrize(
-    ("kind", "text", "value"),
-    [(bool, "true", True), (bool, "0", False), (int | None, "None", None), (int | None, "3", 3), (str, "none", "none")],
-)
-def test_parameter_coercion(kind: Any, text: str, value: Any) -> None:
-    assert _coerce("x", "field", kind, text) == value
-    with pytest.raises(AttackError, match="field='maybe' is not a valid"):
-        _coerce("x", "field", bool if kind is str else kind, "maybe")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("0/1", (0, 1)), ("2/3", (2, 3)), (" 1 / 4 ", (1, 4)), ("3/2", None), ("0/0", None), ("a/b", None), ("1", None)],
-)
-def test_parse_shard(text: str, expected: tuple[int, int] | None) -> None:
-    if expected is None:
-        with pytest.raises(AttackError, match="shard"):
-            parse_shard(text)
-    else:
-        assert parse_shard(text) == expected
+    with pytest.raises(AttackError, match="pgd: parameter max_iter='many' is not a valid int"):
+        parse_config("pgd", {"max_iter": "many"})
 
 
 def test_select_samples_is_deterministic_and_shards_partition(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]
@@ -331,10 +310,9 @@ def test_select_samples_is_deterministic_and_shards_partition(tiny_ecg_model, ti
 def test_first_per_class_takes_the_first_of_each_class_in_order() -> None:
     labels = np.array([0, 0, 1, 0, 1, 2, 0, 3])
     np.testing.assert_array_equal(first_per_class(labels, (2, 1, 5, 0)), [0, 1, 2, 5])
-    assert parse_per_class(" ", 4) is None and parse_per_class("360,360,360,220", 4) == (360, 360, 360, 220)
-    for text in ("1,2,3", "1,2,3,-1", "a,b,c,d"):
-        with pytest.raises(AttackError, match="per_class needs 4 comma-separated counts"):
-            parse_per_class(text, 4)
+    check_selection("correct", None, (360, 360, 360, 220))
+    with pytest.raises(AttackError, match="selection=balanced needs num_samples > 0 and no per_class"):
+        check_selection("balanced", 4, (1, 2, 3))
 
 
 def test_select_samples_per_class_keeps_the_first_correct_samples_of_each_class(tiny_ecg_model, tiny_ecg_data) -> None:  # type: ignore[no-untyped-def]

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
 from medadv.attacks import apgd, art_attacks, autoattack, carlini, deepfool, dgn, ecgadv, native
-from medadv.attacks.base import Attack, AttackConfig, AttackError, AttackRun, Extras
+from medadv.attacks.base import Attack, AttackConfig, AttackError, AttackRun, Extras, Victim
+from medadv.errors import MedadvError
 from medadv.models import check_victim
+from medadv.options import typed_fields
 
 __all__ = [
     "ATTACKS",
@@ -31,6 +33,7 @@ __all__ = [
     "AttackRun",
     "AttackSpec",
     "Extras",
+    "Victim",
     "budget_label",
     "make_attack",
     "parse_config",
@@ -38,8 +41,9 @@ __all__ = [
 ]
 
 
-def budget_label(name: str, config: AttackConfig) -> str:
-    """`pgd eps=0.05`: the attack and its budget, where it has one (DeepFool and C&W L2 have none)."""
+def budget_label(name: str, config: object) -> str:
+    """`pgd eps=0.05`: a name and the budget of its config, where it has one (DeepFool and C&W L2 have none); the
+    default label of an attack family, and the run names of robust models and generator sets."""
     eps = getattr(config, "eps", None)
     return f"{name} eps={eps:g}" if isinstance(eps, float) else name
 
@@ -122,40 +126,26 @@ def spec_of(name: str) -> AttackSpec:
     return ATTACKS[name]
 
 
-def _coerce(name: str, field: str, kind: Any, text: str) -> Any:
-    """Turn a command-line string into the field's type (int, float, bool, str, or one of those or None)."""
-    options = [k for k in typing.get_args(kind) if k is not type(None)] or [kind]
-    if text.strip().lower() in ("", "none") and type(None) in typing.get_args(kind):
-        return None
-    for option in options:
-        try:
-            if option is bool:
-                if text.strip().lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(text)
-                return text.strip().lower() in ("true", "1")
-            return option(text)
-        except ValueError:
-            continue
-    raise AttackError(f"{name}: parameter {field}={text!r} is not a valid {' or '.join(o.__name__ for o in options)}")
-
-
-def parse_config(name: str, params: dict[str, str]) -> AttackConfig:
-    """Build `name`'s settings from strings (as MLflow passes parameters); unknown names fail with the valid ones."""
+def parse_config(name: str, params: Mapping[str, str]) -> AttackConfig:
+    """Build `name`'s settings from its option strings by key (`AttackSettings.attack_params_by_key`), each typed by
+    the config's field (`medadv.options`); unknown names fail with the valid ones."""
     config_class = spec_of(name).config
-    types = typing.get_type_hints(config_class)
     fields = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(params) - fields)
     if unknown:
         raise AttackError(
             f"{name} has no parameter {', '.join(unknown)}; its parameters are {', '.join(sorted(fields))}"
         )
-    values = {field: _coerce(name, field, types[field], text) for field, text in params.items()}
+    try:
+        values = typed_fields(params, typing.get_type_hints(config_class), name)
+    except MedadvError as error:
+        raise AttackError(str(error)) from None
     return config_class(**values)
 
 
 def make_attack(
     name: str,
-    model: keras.Model,
+    model: keras.Model | Victim,
     config: AttackConfig,
     clip_range: tuple[float, float],
     batch_size: int,
@@ -166,6 +156,7 @@ def make_attack(
 ) -> Attack:
     """Check everything (victim, data shape, settings, engine), then build the attack: nothing heavy runs before.
 
+    A plain Keras `model` is checked (on `input_shape`, if given); a `Victim` was checked when it was made.
     `engine` None picks the attack's default ("native" where it exists, else "art"). `options` go to the
     attack's constructor (the DGN attack's `generators`).
     """
@@ -177,9 +168,11 @@ def make_attack(
         raise AttackError(f"{name} takes a {spec.config.__name__}, got a {type(config).__name__}")
     if batch_size < 1:
         raise AttackError(f"batch_size must be >= 1, got {batch_size}")
-    check_victim(model, input_shape)
+    if not isinstance(model, Victim):
+        check_victim(model, input_shape)
+    keras_model = model.model if isinstance(model, Victim) else model
     try:
-        config.validate(int(model.output_shape[-1]))
-        return spec.engines[engine](model, config, clip_range, batch_size, **options)
+        config.validate(int(keras_model.output_shape[-1]))
+        return spec.engines[engine](keras_model, config, clip_range, batch_size, **options)
     except AttackError as error:
         raise AttackError(f"{name}: {error}") from None

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from medadv.errors import MedadvError
+from medadv.models import check_victim
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +28,25 @@ if TYPE_CHECKING:
 
 class AttackError(MedadvError):
     """Settings that make no sense for this attack, model or data; raised before any compute."""
+
+
+@dataclass(frozen=True)
+class Victim:
+    """A model checked once (`Victim.checked`) against the victim contract on inputs of `input_shape`: a softmax
+    over logits, that input shape, probabilities out. The runner and `make_attack` take it as checked."""
+
+    model: keras.Model
+    input_shape: tuple[int, ...]
+
+    @classmethod
+    def checked(cls, model: keras.Model, input_shape: tuple[int, ...]) -> Victim:
+        check_victim(model, input_shape)
+        return cls(model, input_shape)
+
+
+def as_victim(model: keras.Model | Victim, input_shape: tuple[int, ...]) -> Victim:
+    """A `Victim` as it is (checked when it was made), or a plain Keras model checked now."""
+    return model if isinstance(model, Victim) else Victim.checked(model, input_shape)
 
 
 @dataclass(frozen=True, kw_only=True)

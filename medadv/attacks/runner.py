@@ -8,7 +8,6 @@ so a resumed run draws the same random starts as an uninterrupted one.
 from __future__ import annotations
 
 import math
-import re
 import sys
 import time
 from collections.abc import Generator
@@ -18,23 +17,9 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from medadv.attacks.base import Attack, AttackError
+from medadv.attacks.base import Attack, AttackError, Victim, as_victim
 from medadv.attacks.result import AttackResult
 from medadv.data.base import Dataset
-from medadv.models import check_victim
-
-_SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`"i/n"` -> (i, n) with 0 <= i < n: this run attacks the i-th of n shares of the samples."""
-    match = _SHARD.fullmatch(text)
-    if match is None:
-        raise AttackError(f"shard must look like i/n (e.g. 0/4), got {text!r}")
-    index, count = int(match[1]), int(match[2])
-    if not 0 <= index < count:
-        raise AttackError(f"shard {text!r} is out of range: need 0 <= i < n")
-    return index, count
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -50,7 +35,7 @@ SELECTIONS = ("correct", "balanced", "first_last", "all")
 
 
 def select_samples(
-    model: keras.Model,
+    model: keras.Model | Victim,
     data: Dataset,
     *,
     num_samples: int | None,
@@ -66,14 +51,14 @@ def select_samples(
     `num_samples` at random with `seed` (None or <= 0 keeps all, in order). "balanced" (Grad-Attacks) draws
     num_samples / num_classes of each class at random with `seed`; "first_last" (foe) takes the first and the
     last num_samples / 2 in data order. Then every n-th from the i-th for shard (i, n), so the n shards
-    partition the selection exactly.
+    partition the selection exactly. A plain Keras `model` is checked first (a `Victim` was when it was made).
     """
-    check_victim(model, data.input_shape)
+    victim = as_victim(model, data.input_shape)
     check_selection(selection, num_samples, per_class)
     count = max(num_samples or 0, 0)
     index = np.arange(len(data))
     if selection == "correct":
-        index = index[predict(model, data.x).argmax(axis=1) == data.y]
+        index = index[predict(victim.model, data.x).argmax(axis=1) == data.y]
     if selection == "balanced":
         index = balanced_sample(data.y, count // data.num_classes, seed)
     elif selection == "first_last":
@@ -118,19 +103,6 @@ def first_per_class(labels: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def parse_per_class(text: str, num_classes: int) -> tuple[int, ...] | None:
-    """`"360,360,360,220"` -> one count >= 0 per class; empty text -> None (no per-class selection)."""
-    if not text.strip():
-        return None
-    try:
-        counts = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        counts = ()
-    if len(counts) != num_classes or min(counts) < 0:
-        raise AttackError(f"per_class needs {num_classes} comma-separated counts >= 0 (one per class), got {text!r}")
-    return counts
-
-
 def expand_targets(data: Dataset, target: int | None, num_classes: int) -> tuple[Dataset, np.ndarray]:
     """The samples and one target class per sample (-1 for untargeted).
 
@@ -162,7 +134,7 @@ def auto_batch_size(input_shape: tuple[int, ...], num_samples: int, memory_bytes
 
 def attack_batches(
     attack: Attack,
-    model: keras.Model,
+    model: keras.Model | Victim,
     data: Dataset,
     y_target: np.ndarray,
     *,
@@ -175,9 +147,9 @@ def attack_batches(
 
     Untargeted when every `y_target` is -1. Before each batch the random generators are seeded
     from (seed, batch index). `seconds` is the wall time of the batch's `generate` call shared
-    equally by its samples.
+    equally by its samples. A plain Keras `model` is checked first (a `Victim` was when it was made).
     """
-    check_victim(model, data.input_shape)
+    victim = as_victim(model, data.input_shape)
     if len(y_target) != len(data):
         raise AttackError(f"y_target has {len(y_target)} entries for {len(data)} samples")
     if batch_size < 1:
@@ -197,7 +169,7 @@ def attack_batches(
             began = time.perf_counter()
             x_adv = attack.generate(x, y, target if targeted else None)
             seconds = (time.perf_counter() - began) / len(x)
-            probs_clean, probs_adv = predict(model, x, batch_size), predict(model, x_adv, batch_size)
+            probs_clean, probs_adv = predict(victim.model, x, batch_size), predict(victim.model, x_adv, batch_size)
             yield (
                 batch,
                 AttackResult(

@@ -28,9 +28,9 @@ from medadv.attacks import (
     AttackRun,
     AttackSpec,
     Extras,
+    Victim,
     make_attack,
     parse_config,
-    spec_of,
 )
 from medadv.attacks.ecgadv import evaluation_distances
 from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
@@ -40,8 +40,6 @@ from medadv.attacks.runner import (
     auto_batch_size,
     check_selection,
     expand_targets,
-    parse_per_class,
-    parse_shard,
     predict,
     select_samples,
 )
@@ -63,15 +61,13 @@ from medadv.contract import (
     TRANSFER_TABLE,
     TRANSFER_VERSIONS_PARAM,
 )
-from medadv.data import load_dataset, loader_options
+from medadv.data import load_dataset
 from medadv.data.base import Dataset
 from medadv.defenses.ecg_filters import check_defense, defended, defense_evaluation
 from medadv.metrics import per_sample_table, success_matrix, summarize, summary_table
 from medadv.metrics.ecg_plausibility import run_plausibility
 from medadv.metrics.similarity import check_ssim_method
 from medadv.metrics.transfer import transfer_metrics
-from medadv.models import check_victim
-from medadv.options import parse_params
 from medadv.settings import AttackSettings
 from medadv.tracking.artifacts import log_artifact
 from medadv.tracking.lineage import log_model_inputs
@@ -101,7 +97,7 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
             _log_result(result, samples, folder, settings.ssim)
             if settings.defense:  # the same attack crafted on the bare model, replayed through the defense
                 mlflow.log_metrics(_defense_metrics(crafting, models, samples, y_target, result), synchronous=True)
-            run_record = AttackRun(result, models.victim, inputs.data, inputs.config, settings)
+            run_record = AttackRun(result, models.victim.model, inputs.data, inputs.config, settings)
             _log_extras(inputs.spec.extras(run_record), folder)
             if models.targets:  # foe's white-box baseline: the same attack crafted on each target, where it fits
                 white_box = (
@@ -119,55 +115,56 @@ class _Inputs:
     spec: AttackSpec
     config: AttackConfig
     data: Dataset
-    shard: tuple[int, int]
-    per_class: tuple[int, ...] | None
 
 
 def _checked_inputs(settings: AttackSettings) -> _Inputs:
     """Everything the settings name that is not a model, checked: the attack and its settings, the data, the
-    selection and the defense."""
+    selection and the defense (the names and the strings were checked when the settings were made)."""
     if not settings.model:
         raise AttackError("give the victim with --model (models:/NAME@ALIAS, runs:/ID/model or a path)")
-    spec = spec_of(settings.attack)
-    config = parse_config(settings.attack, parse_params(settings.attack_params))
+    spec = ATTACKS[settings.attack]
+    config = parse_config(settings.attack, settings.attack_params_by_key)
     spec.check(settings)
-    shard = parse_shard(settings.shard)
-    data = load_dataset(
-        settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
-    )
+    data = load_dataset(settings.dataset, settings.data_dir, settings.split, **settings.data_kwargs)
     check_ssim_method(settings.ssim, data.input_shape)
-    per_class = parse_per_class(settings.per_class, data.num_classes)
-    if per_class is not None and settings.num_samples:
-        raise AttackError("give either num_samples or per_class, not both")
-    check_selection(settings.selection, settings.num_samples, per_class)
+    counts = settings.per_class_counts
+    if counts is not None and len(counts) != data.num_classes:
+        raise AttackError(
+            f"per_class needs {data.num_classes} comma-separated counts >= 0 (one per class),"
+            f" got {settings.per_class!r}"
+        )
+    check_selection(settings.selection, settings.num_samples, counts)
     check_defense(settings.defense, data)
-    return _Inputs(spec, config, data, shard, per_class)
+    return _Inputs(spec, config, data)
 
 
 @dataclass(frozen=True)
 class _Models:
-    """The victim and the transfer targets at pinned versions, loaded, checked and put behind the defense."""
+    """The victim and the transfer targets at pinned versions, loaded, put behind the defense and checked, each
+    once: every later use takes them as checked."""
 
     resumed: str | None  # the run to resume, if any
     pinned: PinnedModel
     target_uris: list[str]  # the transfer targets' pinned versions
-    bare: keras.Model  # the victim without the defense
-    victim: keras.Model
-    targets: dict[str, keras.Model]
+    bare: Victim  # the victim without the defense
+    victim: Victim
+    targets: dict[str, Victim]
 
 
 def _loaded_models(settings: AttackSettings, data: Dataset) -> _Models:
     """Pin (or, on a resume, re-pin as the first attempt did), load and check the victim and transfer targets."""
     resumed = _resumable_run(settings)
     pinned, target_uris = _pinned_models(settings, resumed)
-    bare = load_model(pinned.uri)
-    check_victim(bare, data.input_shape)
-    victim = _defended(bare, settings.defense, data)
+    bare_model = load_model(pinned.uri)
+    bare = Victim.checked(bare_model, data.input_shape)
+    victim = (
+        Victim.checked(_defended(bare_model, settings.defense, data), data.input_shape) if settings.defense else bare
+    )
     if not settings.transfer_any_task:
         check_transfer_tasks(settings.transfer_to.split(), settings.dataset)
-    targets = {uri: _defended(load_model(uri), settings.defense, data) for uri in target_uris}
-    for target in targets.values():
-        check_victim(target, data.input_shape)
+    targets = {
+        uri: Victim.checked(_defended(load_model(uri), settings.defense, data), data.input_shape) for uri in target_uris
+    }
     return _Models(resumed, pinned, target_uris, bare, victim, targets)
 
 
@@ -181,7 +178,7 @@ class _Crafting:
         self.engine = settings.engine or None
         self.seed = settings.seed
 
-    def on(self, model: keras.Model) -> Attack:
+    def on(self, model: Victim) -> Attack:
         return make_attack(
             self.name, model, self.config, self.data.clip_range, self.batch_size, self.engine,
             input_shape=self.data.input_shape, **self.options,
@@ -194,16 +191,16 @@ def _options(settings: AttackSettings, spec: AttackSpec) -> dict[str, Any]:
     return {need: providers[need](settings) for need in spec.needs}
 
 
-def _attacked_samples(settings: AttackSettings, inputs: _Inputs, victim: keras.Model) -> tuple[Dataset, np.ndarray]:
+def _attacked_samples(settings: AttackSettings, inputs: _Inputs, victim: Victim) -> tuple[Dataset, np.ndarray]:
     """The samples this run (shard) attacks and one target class per sample (-1: untargeted)."""
     samples = select_samples(
         victim,
         inputs.data,
         num_samples=settings.num_samples or None,
         selection=settings.selection,
-        shard=inputs.shard,
+        shard=settings.typed_shard,
         seed=settings.seed,
-        per_class=inputs.per_class,
+        per_class=settings.per_class_counts,
     )
     samples, y_target = expand_targets(samples, inputs.config.target, inputs.data.num_classes)
     if len(samples) == 0:
@@ -213,7 +210,7 @@ def _attacked_samples(settings: AttackSettings, inputs: _Inputs, victim: keras.M
 
 def _run_name(settings: AttackSettings, inputs: _Inputs, pinned: PinnedModel) -> str:
     """`pgd eps=0.05 · pneumoniamnist-small_cnn v1`: the family's label, the victim and the shard, if any."""
-    shard = f" shard {settings.shard}" if inputs.shard[1] > 1 else ""
+    shard = f" shard {settings.shard}" if settings.typed_shard.n > 1 else ""
     return f"{inputs.spec.describe(inputs.config)} · {pinned.short}{shard}"
 
 
@@ -246,7 +243,7 @@ def _attacked_batches(
     run_id: str,
     crafting: _Crafting,
     attacker: Attack,
-    victim: keras.Model,
+    victim: Victim,
     samples: Dataset,
     y_target: np.ndarray,
     folder: Path,
@@ -369,7 +366,7 @@ def check_transfer_tasks(uris: list[str], dataset: str) -> None:
 
 
 def _white_box(
-    crafting: _Crafting, targets: dict[str, keras.Model], samples: Dataset, y_target: np.ndarray
+    crafting: _Crafting, targets: dict[str, Victim], samples: Dataset, y_target: np.ndarray
 ) -> dict[str, np.ndarray]:
     """The adversarial inputs of the same attack crafted on each target itself, batch by batch as the victim's."""
     white_box = {}
@@ -386,22 +383,22 @@ def _defense_metrics(
 ) -> dict[str, float]:
     """The defense's evaluation: the same attack crafted on the bare victim, replayed through the defense."""
     return defense_evaluation(
-        crafting.on(models.bare), models.bare, models.victim, samples, y_target, result,
+        crafting.on(models.bare), models.bare.model, models.victim.model, samples, y_target, result,
         batch_size=crafting.batch_size, seed=crafting.seed,
     )  # fmt: skip
 
 
 def _log_transfer(
-    result: AttackResult, targets: dict[str, keras.Model], white_box: dict[str, np.ndarray], folder: Path
+    result: AttackResult, targets: dict[str, Victim], white_box: dict[str, np.ndarray], folder: Path
 ) -> None:
     """Replay the adversarial inputs on each target model beside its white-box adversarials (`white_box`):
     `transfer.csv`, one row per target."""
     rows = {
         uri: transfer_metrics(
             result,
-            predict(target, result.x),
-            predict(target, result.x_adv),
-            predict(target, white_box[uri]) if uri in white_box else None,
+            predict(target.model, result.x),
+            predict(target.model, result.x_adv),
+            predict(target.model, white_box[uri]) if uri in white_box else None,
         )
         for uri, target in targets.items()
     }

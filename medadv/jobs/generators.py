@@ -13,18 +13,18 @@ import mlflow
 import numpy as np
 from mlflow.entities import Run
 
+from medadv.attacks import budget_label
 from medadv.attacks.dgn import DEFAULT_EPS, GeneratorConfig, generate, train_generator
 from medadv.attacks.runner import predict
 from medadv.contract import CLASS_TAG, GENERATOR_LOSS_TAG, LOSS_DETAILS, STEP_TAG
-from medadv.data import load_dataset, loader_options
+from medadv.data import load_dataset
 from medadv.data.base import Dataset
 from medadv.defenses import DefenseError
 from medadv.models import check_victim
 from medadv.models.resume import EpochRecord
-from medadv.options import parse_options
+from medadv.options import typed_options
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints
-from medadv.tracking.names import budget
 from medadv.tracking.registry import PinnedModel, load_generator, load_model, pin_model, pip_requirements
 from medadv.tracking.runs import as_given, log_dataset, show_at_end, start_step_run
 
@@ -33,8 +33,10 @@ def victim_and_splits(settings: TrainSettings) -> tuple[PinnedModel, keras.Model
     """The victim at the version its alias named now (pinned, as attacks pin theirs), and the train and test data."""
     if not settings.victim:
         raise DefenseError(f"mode={settings.mode} needs --victim (models:/NAME@ALIAS, runs:/ID/model or a path)")
-    options = loader_options(settings.dataset, settings.data_options)
-    splits = {split: load_dataset(settings.dataset, settings.data_dir, split, **options) for split in ("train", "test")}
+    splits = {
+        split: load_dataset(settings.dataset, settings.data_dir, split, **settings.data_kwargs)
+        for split in ("train", "test")
+    }
     pinned = pin_model(_victim_uri(settings))
     victim = load_model(pinned.uri)
     check_victim(victim, splits["train"].input_shape)
@@ -58,11 +60,11 @@ def train_generator_set(settings: TrainSettings) -> str:
             loss=settings.generator_loss, eps=default_eps, epochs=settings.epochs, batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, seed=settings.seed,
         ),
-        **parse_options(settings.generator_options, GeneratorConfig, "generator_options"),
+        **typed_options(settings.generator_options_by_key, GeneratorConfig, "generator_options"),
     )  # fmt: skip
     config.validate(train.num_classes)
     params = asdict(settings) | {f"generator.{f.name}": getattr(config, f.name) for f in fields(config)}
-    name = f"generators {config.loss}{budget(config)} · {pinned.short}"
+    name = f"generators {budget_label(config.loss, config)} · {pinned.short}"
     with start_step_run(
         "generator", params | {"victim_version_uri": pinned.uri}, run_id=settings.run_id or None, name=name
     ) as run:

@@ -30,7 +30,7 @@ from medadv.contract import (
     OVERLAY_FIGURE,
     STEP_TAG,
 )
-from medadv.data import load_dataset, loader_options
+from medadv.data import load_dataset
 from medadv.explain import Explainer, ExplainError, overlay_figure, target_classes
 from medadv.metrics.heatmap import heatmap_summary, heatmap_table
 from medadv.metrics.similarity import check_ssim_method
@@ -105,9 +105,7 @@ def _explain_clean(settings: GradcamSettings) -> str:
     pinned = pin_model(settings.model)
     model = load_model(pinned.uri)
     explainer = Explainer(model, method=settings.method, layer=settings.layer or None, engine=settings.engine)
-    data = load_dataset(
-        settings.dataset, settings.data_dir, settings.split, **loader_options(settings.dataset, settings.data_options)
-    )
+    data = load_dataset(settings.dataset, settings.data_dir, settings.split, **settings.data_kwargs)
     data = data.subset(slice(0, settings.num_samples or None))
     lineage = {"layer": explainer.layer, MODEL_VERSION_PARAM: pinned.uri}
     with start_step_run("gradcam", asdict(settings) | lineage, name=f"{settings.method} clean · {pinned.short}") as run:

@@ -9,7 +9,7 @@ import keras
 import mlflow
 import numpy as np
 
-from medadv.attacks import AttackConfig, make_attack, parse_config
+from medadv.attacks import AttackConfig, budget_label, make_attack, parse_config
 from medadv.attacks.dgn import DEFAULT_EPS, DGNConfig, generate
 from medadv.attacks.native import FGSMConfig, PGDConfig
 from medadv.attacks.runner import predict
@@ -32,10 +32,8 @@ from medadv.defenses import (
 )
 from medadv.jobs.generators import victim_and_splits
 from medadv.models.resume import EpochRecord
-from medadv.options import parse_params
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints
-from medadv.tracking.names import budget
 from medadv.tracking.registry import default_model_name, load_generators, log_victim, register
 from medadv.tracking.runs import log_dataset, show_at_end, start_step_run
 
@@ -59,7 +57,7 @@ def train_robust(settings: TrainSettings) -> str:
     pinned, victim, splits = victim_and_splits(settings)
     train, test = splits["train"], splits["test"]
     attack_name = ROBUST_METHODS[settings.method]
-    attack_params = parse_params(settings.attack_params)
+    attack_params = dict(settings.attack_params_by_key)
     if attack_name == "dgn":
         attack_params.setdefault("eps", str(DEFAULT_EPS.get(settings.dataset, 0.1)))
     attack_config = parse_config(attack_name, attack_params)
@@ -72,7 +70,7 @@ def train_robust(settings: TrainSettings) -> str:
     generators = _generators_for(settings) if attack_name == "dgn" else {}
 
     params = asdict(settings) | {"training_method": settings.method, "victim_version_uri": pinned.uri}
-    run_name = f"robust {settings.method}{budget(attack_config)} · {pinned.short}"
+    run_name = f"robust {budget_label(settings.method, attack_config)} · {pinned.short}"
     with start_step_run("train", params, run_id=settings.run_id or None, name=run_name) as run:
         checkpoints = RunCheckpoints(run.info.run_id)
         record = EpochRecord(checkpoints.save, checkpoints.resume(settings.epochs))

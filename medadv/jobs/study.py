@@ -36,7 +36,6 @@ from medadv.studies import (
     StudyError,
     Victim,
     missing_data,
-    protocol,
 )
 from medadv.tracking.runs import connect, start_step_run
 
@@ -52,7 +51,7 @@ Row = dict[str, Any]
 
 def study(settings: StudySettings, tracking_uri: str | None = None, experiment: str | None = None) -> str:
     """Run (or reuse) every step of one study's protocol under a parent run; returns the parent run id."""
-    chosen = protocol(settings.name, settings.scale, settings.options)
+    chosen = settings.protocol
     if settings.data_dir or settings.scale == "paper":
         missing = missing_data(chosen, settings.data_dir)
         if missing:

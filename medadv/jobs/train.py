@@ -14,7 +14,7 @@ from medadv.contract import (
     PREDICTIONS,
     REGISTERED_MODEL_TAG,
 )
-from medadv.data import Dataset, load_dataset, loader_options
+from medadv.data import Dataset, load_dataset
 from medadv.errors import MedadvError
 from medadv.jobs.generators import train_generator_set
 from medadv.jobs.robust import train_robust
@@ -22,7 +22,7 @@ from medadv.metrics.classification import classification_scores, confusion_figur
 from medadv.models import architecture, build_model, check_victim
 from medadv.models.resume import EpochRecord, EpochState
 from medadv.models.training import FitConfig, distribution_strategy, fit_victim, learning_curves, seed_everything
-from medadv.options import parse_options
+from medadv.options import typed_options
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints, check_resumable
 from medadv.tracking.names import check_registration
@@ -54,10 +54,9 @@ def _train_victim(settings: TrainSettings) -> str:
         seed=settings.seed, mixup_alpha=settings.mixup_alpha,
     )  # fmt: skip
     fit_config.validate()
-    arch_options = parse_options(settings.arch_options, architecture(settings.arch), "arch_options")
-    data_options = loader_options(settings.dataset, settings.data_options)
+    arch_options = typed_options(settings.arch_options_by_key, architecture(settings.arch), "arch_options")
     splits = {
-        split: load_dataset(settings.dataset, settings.data_dir, split, **data_options)
+        split: load_dataset(settings.dataset, settings.data_dir, split, **settings.data_kwargs)
         for split in ("train", "val", "test")
     }
     seed_everything(settings.seed)

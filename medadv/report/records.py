@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from medadv.attacks.result import AttackResult
-from medadv.attacks.runner import parse_shard
 from medadv.contract import ENGINE_TAG, MODEL_VERSION_PARAM, TARGETED_TAG, TRANSFER_VERSIONS_PARAM
+from medadv.settings import Shard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,9 +86,9 @@ def number(text: str | None) -> float:
         return math.nan
 
 
-def shard_of(record: RunRecord) -> tuple[int, int]:
+def shard_of(record: RunRecord) -> Shard:
     """(i, n): the run attacked the i-th of n shares of the samples; (0, 1) when unsharded."""
-    return parse_shard(record.params.get("shard", "0/1"))
+    return Shard.parse(record.params.get("shard", "0/1"))
 
 
 def model_of(record: RunRecord) -> str:

@@ -1,5 +1,4 @@
-"""Names and tags checked against MLflow's rules and the SQL stores' column widths before any compute, and the
-pieces of the run names that say what a run did.
+"""Names and tags checked against MLflow's rules and the SQL stores' column widths before any compute.
 
 MLflow validates some lengths itself, but SQLite ignores VARCHAR widths, so a name PostgreSQL refuses
 would register on SQLite: the column widths of MLflow 3.17's SQLAlchemy models are checked here, the same
@@ -66,9 +65,3 @@ def check_registration(name: str, alias: str) -> None:
     """What `train` will register, checked before it trains."""
     check_model_name(name)
     check_alias(alias)
-
-
-def budget(config: object) -> str:
-    """` eps=0.05` for a run name, from an attack config's `eps`; empty for attacks without a budget (DeepFool)."""
-    eps = getattr(config, "eps", None)
-    return f" eps={eps:g}" if isinstance(eps, float) else ""
