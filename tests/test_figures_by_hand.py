@@ -200,10 +200,10 @@ def test_perturbation_figure_scales_to_the_largest_change_shown() -> None:
         y_target=np.full(3, -1), p_clean=np.ones(3), p_adv=np.ones(3), seconds=np.zeros(3),
     )  # fmt: skip
     figure = perturbation_figure(result, ("normal", "pneumonia"), count=1)
-    panels = [axis for axis in figure.axes if axis.images and axis.images[0].get_cmap().name == "seismic"]
-    assert [panel.images[0].get_clim() for panel in panels] == [pytest.approx((-0.03, 0.03))] * 2
-    assert "0.03" in figure.get_suptitle() and "0.01" in panels[0].get_title()  # rows: least, then most perturbed
-    assert [axis.get_ylabel() for axis in figure.axes if axis not in panels and not axis.images] == [
-        "delta (±0.03)"
-    ] * 2
+    (mosaic,) = [axis for axis in figure.axes if axis.images]  # every panel drawn in one axes, one bar beside it
+    perturbations = [image for image in mosaic.images if image.get_cmap().name == "seismic"]
+    assert [image.get_clim() for image in perturbations] == [pytest.approx((-0.03, 0.03))] * 2
+    titles = [text.get_text() for text in mosaic.texts]
+    assert "0.03" in figure.get_suptitle() and "0.01" in titles[2] and "0.03" in titles[5]  # least, then most
+    assert [axis.get_ylabel() for axis in figure.axes if axis is not mosaic] == ["delta (±0.03)"]
     plt.close(figure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
@@ -50,7 +51,11 @@ class AttackResult:
         """Write one compressed `.npz` (with `delta` stored too, for readers without medadv)."""
         description = {"class_names": np.array(self.class_names, dtype=str), "clip_range": np.array(self.clip_range)}
         arrays: dict[str, Any] = {"delta": self.delta, **self._arrays(), **description}
-        np.savez_compressed(path, **arrays)
+        # np.savez_compressed's format at deflate level 1, not its 6: 6-10x faster, about 15% larger.
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, values in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(values), allow_pickle=False)
         return path
 
     @classmethod
