@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Callable
 
+from _flags import VERBOSE_LOG_LEVEL
 from mlflow.exceptions import MlflowException
 
 from medadv.errors import MedadvError
 
 # Where the output cannot be written: a full disk or quota, a file-size limit, a read-only or forbidden folder.
 _CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow 2.21 prints its start-up lines from C++ while it is imported (absl's "before InitializeLog"
+    warning, oneDNN's notice), on some machines whatever TF_CPP_MIN_LOG_LEVEL says: so, unless --verbose, import
+    it with the process's stderr pointed at /dev/null (a failed import's traceback comes after it is restored)."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == VERBOSE_LOG_LEVEL:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()
 
 
 def run_step(step: Callable[[], object]) -> None:

@@ -5,6 +5,8 @@ records fails here too."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -13,37 +15,51 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import EXPERIMENT
+from mlflow_server import step_env
 
 from medadv.attacks.result import AttackResult
 from medadv.data import load_dataset
 from medadv.jobs.attack import AttackSettings, attack
-from medadv.models import build_model
 
 OPTIONS = {"length": 1500}  # 5 s: every record is longer, so none is padded and each crop is real signal
 
 
+# Trained in a fresh process: its weights are then the same on every run, whatever tests ran before in this worker
+# (an earlier test's global state once gave a victim that no Type II window could fool at this budget).
+TRAIN_VICTIM = """
+import sys
+import keras
+import numpy as np
+from medadv.data import load_dataset
+from medadv.models import build_model
+
+data_dir, path = sys.argv[1:]
+train = load_dataset("cinc2017", data_dir, "train", length=1500)
+keras.utils.set_random_seed(0)
+model = build_model("ecg_resnet_wide", train.input_shape, train.num_classes, num_blocks=2, base_filters=8)
+model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy())
+counts = np.bincount(train.y, minlength=train.num_classes)
+weights = {index: len(train.y) / (train.num_classes * count) for index, count in enumerate(counts)}
+model.fit(train.x, train.y, epochs=20, batch_size=16, class_weight=weights, verbose=0)
+model.save(path)
+"""
+
+
 @pytest.fixture(scope="module")
 def short_real_victim(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A small ResNet (2 blocks x 8 filters) fitted on 5 s crops of the real training records with class
-    weights (without them it answers N, the majority class, for every record), saved as a Keras file:
+    """A small ResNet (2 blocks x 8 filters) fitted on 5 s crops (`OPTIONS`) of the real training records with
+    class weights (without them it answers N, the majority class, for every record), saved as a Keras file:
     (model path, data folder)."""
     data_dir = str(shared_data / "cinc2017")
-    train = load_dataset("cinc2017", data_dir, "train", **OPTIONS)
-    keras.utils.set_random_seed(0)
-    model = build_model("ecg_resnet_wide", train.input_shape, train.num_classes, num_blocks=2, base_filters=8)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy())
-    counts = np.bincount(train.y, minlength=train.num_classes)
-    weights = {index: len(train.y) / (train.num_classes * count) for index, count in enumerate(counts)}
-    model.fit(train.x, train.y, epochs=20, batch_size=16, class_weight=weights, verbose=0)
     path = tmp_path_factory.mktemp("real-cinc-short") / "victim.keras"
-    model.save(path)
+    subprocess.run([sys.executable, "-c", TRAIN_VICTIM, data_dir, str(path)], env=step_env(), check=True)
     return str(path), data_dir
 
 
 def _attack(victim: tuple[str, str], tracking_server: str, name: str, params: str, **extra: object) -> str:
     settings = AttackSettings(
         model=victim[0], dataset="cinc2017", data_dir=victim[1], data_options="length=1500", split="all", attack=name,
-        attack_params=f"target=-1,{params}", num_samples=3, **extra,  # type: ignore[arg-type]
+        attack_params=f"target=-1,{params}", **({"num_samples": 3} | extra),  # type: ignore[arg-type]
     )  # fmt: skip
     return attack(settings, tracking_server, EXPERIMENT)
 
@@ -76,11 +92,11 @@ def test_type1_on_real_records_fools_the_victim_it_reports_and_smooth_perturbs_m
 def test_type2_on_real_records_learns_a_window_and_evaluates_it_on_the_class_records(
     short_real_victim: tuple[str, str], tracking_server: str
 ) -> None:
-    """Windows of the whole 5 s record, 5 shifted copies per step, 5 x 30 iterations; each window added at 3
-    random positions to every correctly classified record of its source class."""
+    """6 records x 3 targets; windows of the whole 5 s record, 5 shifted copies per step, 5 x 30 iterations; each
+    window added at 3 random positions to every correctly classified record of its source class."""
     run_id = _attack(
         short_real_victim, tracking_server, "ecgadv_type2", "window=1500,ensemble_size=5,max_iterations=30",
-        universal_positions=3,
+        universal_positions=3, num_samples=6,
     )  # fmt: skip
     _, table = _logged(run_id, tracking_server)
     assert table["success"].mean() > 0
