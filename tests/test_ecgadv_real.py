@@ -33,8 +33,8 @@ import numpy as np
 from medadv.data import load_dataset
 from medadv.models import build_model
 
-data_dir, path = sys.argv[1:]
-train = load_dataset("cinc2017", data_dir, "train", length=1500)
+data_dir, path, length = sys.argv[1:]
+train = load_dataset("cinc2017", data_dir, "train", length=int(length))
 keras.utils.set_random_seed(0)
 model = build_model("ecg_resnet_wide", train.input_shape, train.num_classes, num_blocks=2, base_filters=8)
 model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy())
@@ -52,7 +52,8 @@ def short_real_victim(shared_data: Path, tmp_path_factory: pytest.TempPathFactor
     (model path, data folder)."""
     data_dir = str(shared_data / "cinc2017")
     path = tmp_path_factory.mktemp("real-cinc-short") / "victim.keras"
-    subprocess.run([sys.executable, "-c", TRAIN_VICTIM, data_dir, str(path)], env=step_env(), check=True)
+    command = [sys.executable, "-c", TRAIN_VICTIM, data_dir, str(path), str(OPTIONS["length"])]
+    subprocess.run(command, env=step_env(), check=True)
     return str(path), data_dir
 
 
