@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -36,11 +37,21 @@ def _import_tensorflow_quietly() -> None:
 _import_tensorflow_quietly()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C, or the SIGTERM that `mlflow run` sends its step after the Ctrl-C it got too, interrupts the step
+    once: while the step marks its run KILLED, SIGTERM is ignored and only a second Ctrl-C cuts that short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise KeyboardInterrupt
+
+
 def run_step(step: Callable[[], object]) -> None:
     """Run a step. Bad input (a MedadvError), a tracking server that refuses or cannot be reached (the run resumes
     with --run_id) or output that cannot be written ends it with one line on stderr and exit code 1; Ctrl-C with
     one line saying how to go on (the run is marked KILLED) and exit code 130. Anything else is a bug and keeps
-    its traceback (and a non-zero exit)."""
+    its traceback (and a non-zero exit). SIGTERM interrupts as Ctrl-C does."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         step()
     except MedadvError as error:

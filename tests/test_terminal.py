@@ -3,6 +3,7 @@ line saying how to resume, the run marked KILLED."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from mlflow_server import REPO, run_step, step_env
 from medadv.jobs.attack import AttackSettings, attack
 from medadv.jobs.evaluate import EvaluateSettings, evaluate
 from medadv.jobs.gradcam import GradcamSettings, gradcam
+from medadv.tracking.killed import PATIENCE_S
 from medadv.tracking.writer import WRITER_TAG
 
 SUMMARY_EXPERIMENT = "terminal-summary"
@@ -74,32 +76,42 @@ def test_attack_gradcam_and_evaluate_end_with_their_figures_and_where_to_look(
     assert out.splitlines()[-1].startswith("report: ")  # then where the report is, last
 
 
-def test_ctrl_c_marks_the_run_killed_says_how_to_resume_and_the_resume_finishes(
-    victims: dict[str, str], tracking_server: str, tmp_path: Path
-) -> None:
-    args = [
-        "--model", "models:/tiny-pneumonia@candidate", "--dataset", "pneumoniamnist", "--data_dir", victims["images"],
-        "--split", "train", "--attack", "pgd", "--attack_params", "eps=0.05,eps_step=0.005,max_iter=200",
-        "--num_samples", "24", "--batch_size", "1", "--selection", "all", "--experiment", INTERRUPT_EXPERIMENT,
-    ]  # fmt: skip
-    env = step_env(MLFLOW_TRACKING_URI=tracking_server, MEDADV_HOME=str(tmp_path / ".medadv"))
-    with (tmp_path / "attack.err").open("w") as stderr:
+INTERRUPTED_ATTACK = {
+    "model": "models:/tiny-pneumonia@candidate", "dataset": "pneumoniamnist", "split": "train", "attack": "pgd",
+    "attack_params": "eps=0.05,eps_step=0.005,max_iter=200", "num_samples": "24", "batch_size": "1",
+    "selection": "all",
+}  # fmt: skip
+
+
+def _interrupt_mid_run(command: list[str], env: dict[str, str], cwd: Path, client: mlflow.MlflowClient):  # type: ignore[no-untyped-def]
+    """Start `command` in its own process group, wait until its attack run has logged a batch, then press Ctrl-C
+    as a terminal does (SIGINT to the whole group); returns the run id, the exit code and stderr."""
+    with (cwd / "interrupted.err").open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(REPO / "steps" / "attack.py"), *args],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )  # fmt: skip
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True
+        )
         assert process.stdout is not None
-        banner = process.stdout.readline()  # `medadv attack: run NAME (ID), ...`: the run exists
+        banner = next(line for line in process.stdout if line.startswith("medadv attack: run "))  # the run exists
         run_id = banner.split("(", 1)[1].split(")", 1)[0]
-        client = mlflow.MlflowClient(tracking_server)
         deadline = time.monotonic() + 300
         while not client.list_artifacts(run_id, "progress") and time.monotonic() < deadline:
             time.sleep(0.1)  # a batch is logged: the interrupt lands mid-run, with something to resume
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)
         process.communicate(timeout=120)
-    errors = (tmp_path / "attack.err").read_text()
+    return run_id, process.returncode, (cwd / "interrupted.err").read_text()
 
-    assert process.returncode == 130
+
+def test_ctrl_c_marks_the_run_killed_says_how_to_resume_and_the_resume_finishes(
+    victims: dict[str, str], tracking_server: str, tmp_path: Path
+) -> None:
+    given = {**INTERRUPTED_ATTACK, "data_dir": victims["images"], "experiment": INTERRUPT_EXPERIMENT}
+    args = [part for key, value in given.items() for part in (f"--{key}", value)]
+    env = step_env(MLFLOW_TRACKING_URI=tracking_server, MEDADV_HOME=str(tmp_path / ".medadv"))
+    client = mlflow.MlflowClient(tracking_server)
+    command = [sys.executable, str(REPO / "steps" / "attack.py"), *args]
+    run_id, returncode, errors = _interrupt_mid_run(command, env, tmp_path, client)
+
+    assert returncode == 130
     assert errors.strip().splitlines()[-1] == (
         f"medadv: interrupted: run {run_id} marked KILLED; resume it with --run_id {run_id}"
     )
@@ -115,3 +127,27 @@ def test_ctrl_c_marks_the_run_killed_says_how_to_resume_and_the_resume_finishes(
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED" and finished.data.metrics["num_samples"] == 24
     assert _summary(resumed.stdout, "attack")[0] == f"medadv attack finished: {finished.info.run_name} ({run_id})"
+
+
+def test_ctrl_c_under_mlflow_run_leaves_the_run_killed_not_failed(
+    victims: dict[str, str], tracking_server: str, tmp_path: Path
+) -> None:
+    """`mlflow run` (3.17) writes FAILED over the step's KILLED once the step has exited; medadv puts KILLED back
+    (medadv.tracking.killed) and the step's last line says how to resume through `mlflow run`."""
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "attack", "--env-manager", "local",
+               "--experiment-name", INTERRUPT_EXPERIMENT]  # fmt: skip
+    given = {**INTERRUPTED_ATTACK, "data_dir": victims["images"]}
+    command += [part for key, value in given.items() for part in ("-P", f"{key}={value}")]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # `python` is this interpreter
+    env = step_env(MLFLOW_TRACKING_URI=tracking_server, PATH=path, MEDADV_HOME=str(tmp_path / ".medadv"))
+    client = mlflow.MlflowClient(tracking_server)
+    run_id, returncode, errors = _interrupt_mid_run(command, env, tmp_path, client)
+
+    assert returncode != 0
+    [line] = [line for line in errors.splitlines() if line.startswith("medadv: ")]
+    assert line == f"medadv: interrupted: run {run_id} marked KILLED; resume it with -P run_id={run_id}"
+    deadline = time.monotonic() + PATIENCE_S
+    while client.get_run(run_id).info.status != "KILLED" and time.monotonic() < deadline:
+        time.sleep(0.25)  # the process the step left behind puts KILLED back over `mlflow run`'s FAILED
+    interrupted = client.get_run(run_id)
+    assert interrupted.info.status == "KILLED" and WRITER_TAG not in interrupted.data.tags

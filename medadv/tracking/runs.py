@@ -28,6 +28,7 @@ from medadv.data.base import Dataset
 from medadv.errors import MedadvError
 from medadv.tracking import artifacts
 from medadv.tracking import writer as writer_lock
+from medadv.tracking.killed import keep_killed_after_mlflow_run
 from medadv.tracking.names import check_experiment_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
@@ -174,15 +175,17 @@ def start_step_run(
 ) -> Iterator[Run]:
     """Start (or resume, with `run_id`) a run for one entry point and say where to look at it.
 
-    A failure inside marks the run FAILED, so nothing half-done looks finished; Ctrl-C marks it KILLED and
-    raises `RunInterrupted`, which says how to resume it (steps whose params take a `run_id`) or start again.
+    A failure inside marks the run FAILED, so nothing half-done looks finished; Ctrl-C marks it KILLED (and keeps
+    it so under `mlflow run`: medadv.tracking.killed) and raises `RunInterrupted`, which says how to resume it
+    (steps whose params take a `run_id`) or start again.
     Inside another run (the `main` pipeline) the new run is nested under it. The run has one writer: a resume
     of a run that a live process writes refuses (medadv.tracking.writer). `name` says what the run did in the
     runs list (also for the run `mlflow run` opened, which would otherwise keep a random name). Figures given to
     `show_at_end` are printed when the run has ended.
     """
     nested = mlflow.active_run() is not None
-    existing = run_id or (None if nested else os.environ.get("MLFLOW_RUN_ID"))  # `mlflow run` may resume one
+    opened_by_mlflow_run = None if nested else os.environ.get("MLFLOW_RUN_ID")  # start_run clears it
+    existing = run_id or opened_by_mlflow_run  # `mlflow run` may resume one
     writer = writer_lock.acquire(existing) if existing else None
     with (
         mlflow.start_run(run_id=run_id, tags=step_tags(step), nested=nested) as run,
@@ -200,9 +203,12 @@ def start_step_run(
         except KeyboardInterrupt as interrupt:
             _SUMMARIES.pop(run.info.run_id, None)
             mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            if run.info.run_id == opened_by_mlflow_run:
+                keep_killed_after_mlflow_run(run.info.run_id)
             if isinstance(interrupt, RunInterrupted):  # a nested step's: its line says how to go on
                 raise
-            how = f"resume it with --run_id {run.info.run_id}" if "run_id" in params else "run the command again"
+            flag = "-P run_id=" if opened_by_mlflow_run else "--run_id "
+            how = f"resume it with {flag}{run.info.run_id}" if "run_id" in params else "run the command again"
             raise RunInterrupted(f"interrupted: run {run.info.run_id} marked KILLED; {how}") from None
     figures = _SUMMARIES.pop(run.info.run_id, None)
     if figures is not None:
