@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import keras
 import mlflow
@@ -12,7 +13,8 @@ import numpy as np
 from medadv.attacks import AttackConfig, budget_label, make_attack, parse_config
 from medadv.attacks.dgn import DEFAULT_EPS, DGNConfig, generate
 from medadv.attacks.native import FGSMConfig, PGDConfig
-from medadv.attacks.runner import predict
+from medadv.attacks.result import AttackResult
+from medadv.attacks.runner import attack_batches, predict
 from medadv.contract import (
     GENERATOR_LOSS_TAG,
     MODEL_VERSION_TAG,
@@ -31,6 +33,7 @@ from medadv.defenses import (
     train_with_online_pgd,
 )
 from medadv.jobs.generators import victim_and_splits
+from medadv.metrics import robust_accuracy, summarize
 from medadv.models.resume import EpochRecord
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints
@@ -90,6 +93,7 @@ def train_robust(settings: TrainSettings) -> str:
                 "clean_accuracy": f"{metrics['clean_accuracy']:.4f}",
                 f"robust_accuracy_{attack_name}": f"{metrics['robust_accuracy']:.4f}",
                 f"robust_accuracy_{attack_name}_victim_crafted": f"{metrics['robust_accuracy_victim_crafted']:.4f}",
+                "robust_accuracy_over": f"all {len(test)} test samples",
                 "threat_model": f"{attack_name} {attack_params}", "victim": pinned.uri, "run_id": run.info.run_id,
             },
         )  # fmt: skip
@@ -145,25 +149,27 @@ def _robustness(
     generators: dict[int, keras.Model],
     batch_size: int,
 ) -> dict[str, float]:
-    """Clean and robust test accuracy of the robust model and of the victim, and `robust_accuracy_victim_crafted`:
-    the robust model on the test data crafted against the victim, as DeepCustom evaluated its robust models.
+    """Clean and robust accuracy of the robust model and of the victim, each attacked white-box on every test
+    sample, and `robust_accuracy_victim_crafted`: the robust model on the test data crafted against the victim,
+    as DeepCustom evaluated its robust models.
 
-    DGN data is generated once from the victim's generators (so both robust accuracies agree); FGSM/PGD attack
-    each model white-box for `robust_accuracy` and `victim_robust_accuracy`.
+    Both accuracies are the attack run's, through the attack path and `summarize`: `robust_accuracy` is one
+    definition everywhere (the share of the attacked samples still classified correctly); here the attacked
+    samples are the whole test split, as an attack run with `selection=all`. DGN data comes from the victim's
+    generators, so it is the same for both models (unless `misclassified_only`, which checks each model).
     """
     metrics, crafted = {}, {}
+    options: dict[str, Any] = {"generators": generators} if isinstance(config, DGNConfig) else {}
+    untargeted = np.full(len(test), -1)
     for prefix, model in (("victim_", victim), ("", robust)):
-        if isinstance(config, DGNConfig):
-            x_adv = generate(generators, test.x, test.y, eps=config.eps, clip_range=test.clip_range)
-        else:
-            attacker = make_attack(attack_name, model, config, test.clip_range, batch_size)
-            x_adv = np.concatenate(
-                [attacker.generate(test.x[i : i + batch_size], test.y[i : i + batch_size], None)
-                 for i in range(0, len(test), batch_size)]
-            )  # fmt: skip
-        crafted[prefix] = x_adv
-        metrics[f"{prefix}clean_accuracy"] = float(np.mean(predict(model, test.x).argmax(1) == test.y))
-        metrics[f"{prefix}robust_accuracy"] = float(np.mean(predict(model, x_adv).argmax(1) == test.y))
-    metrics["robust_accuracy_victim_crafted"] = float(np.mean(predict(robust, crafted["victim_"]).argmax(1) == test.y))
+        attacker = make_attack(attack_name, model, config, test.clip_range, batch_size, **options)
+        batches = attack_batches(attacker, model, test, untargeted, batch_size=batch_size, progress=False)
+        result = AttackResult.concatenate([part for _, part in batches])
+        scores = summarize(result, test.clip_range, test.class_names)
+        metrics[f"{prefix}clean_accuracy"] = scores["selected_clean_accuracy"]
+        metrics[f"{prefix}robust_accuracy"] = scores["robust_accuracy"]
+        crafted[prefix] = result.x_adv
+    on_victims_data = predict(robust, crafted["victim_"]).argmax(1)
+    metrics["robust_accuracy_victim_crafted"] = robust_accuracy(test.y, on_victims_data)
     metrics["robust_accuracy_gain"] = metrics["robust_accuracy"] - metrics["victim_robust_accuracy"]
     return metrics
