@@ -10,6 +10,7 @@ ATTACK_RESULT = "attack_result.npz"  # attack: AttackResult (x, x_adv, labels, p
 SAMPLES_TABLE = "samples.parquet"  # attack: one row per attacked sample (success, norms, ECG plausibility)
 SUCCESS_MATRIX = "success_matrix.csv"  # targeted attack: source class x target class success counts
 TRANSFER_TABLE = "transfer.csv"  # attack with transfer_to: one row per target model
+TRANSFER_PROBABILITIES = "transfer_probabilities.npz"  # attack with transfer_to: each target's probabilities by id
 PROGRESS = "progress"  # attack: per-batch results of an unfinished run, removed at the end
 PERTURBATION_FIGURE = "figures/perturbations.png"  # attack: clean / adversarial / perturbation
 ECG_OVERLAY_FIGURE = "figures/ecg_overlays.png"  # attack on ECGs: clean and adversarial records overlaid

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from medadv.attacks.result import AttackResult
+from medadv.contract import TRANSFER_PROBABILITIES
 from medadv.defenses.ecg_filters import defense_verdict
 from medadv.jobs.attack import AttackSettings, attack
 from medadv.jobs.evaluate import EvaluateError, EvaluateSettings, evaluate
@@ -66,7 +67,7 @@ def _logged_run(
     *,
     status: str = "FINISHED",
     metrics: dict[str, float] | None = None,
-    artifact: str | None = None,
+    artifacts: tuple[str, ...] = (),
     start_time: int | None = None,
 ) -> str:
     """An attack run written directly, for what the entry point never leaves behind (failures, launcher bugs)."""
@@ -76,7 +77,7 @@ def _logged_run(
         params=[mlflow.entities.Param(key, value) for key, value in params.items()],
         metrics=[mlflow.entities.Metric(key, value, 0, 0) for key, value in (metrics or {}).items()],
     )
-    if artifact:
+    for artifact in artifacts:
         client.log_artifact(run_id, artifact)
     client.set_terminated(run_id, status=status)
     return run_id
@@ -116,22 +117,25 @@ def runs(victims: dict[str, str], tracking_server: str, tmp_path_factory: pytest
     # Two "shards" that both hold every sample (a launcher bug): each id must count once.
     overlap_parent = parent_run()
     whole_params = client.get_run(whole).data.params
-    whole_npz = client.download_artifacts(whole, "attack_result.npz", str(tmp_path_factory.mktemp("whole")))
+    whole_folder = str(tmp_path_factory.mktemp("whole"))
+    whole_files = tuple(
+        client.download_artifacts(whole, path, whole_folder) for path in ("attack_result.npz", TRANSFER_PROBABILITIES)
+    )
     for shard in ("0/2", "1/2"):
         params = whole_params | {"shard": shard, "parent_run_id": overlap_parent}
-        _logged_run(client, experiment_id, params, artifact=whole_npz)
+        _logged_run(client, experiment_id, params, artifacts=whole_files)
     # Shard 0/2 run twice: the newer run (by start time; created first here) must win over the older.
     rerun_parent = parent_run()
     folder = tmp_path_factory.mktemp("rerun")
     rerun_params = whole_params | {"parent_run_id": rerun_parent, "eps": "0.25"}
     rerun_params |= {"transfer_to": "", "transfer_to_versions": ""}
     rerun = _logged_run(client, experiment_id, rerun_params | {"shard": "0/2"},
-                        artifact=_hand_made_npz(folder / "new", ["a", "b"], fooled=True))  # fmt: skip
+                        artifacts=(_hand_made_npz(folder / "new", ["a", "b"], fooled=True),))  # fmt: skip
     _logged_run(client, experiment_id, rerun_params | {"shard": "1/2"},
-                artifact=_hand_made_npz(folder / "other", ["c", "d"], fooled=False))  # fmt: skip
+                artifacts=(_hand_made_npz(folder / "other", ["c", "d"], fooled=False),))  # fmt: skip
     superseded = _logged_run(
         client, experiment_id, rerun_params | {"shard": "0/2"},
-        artifact=_hand_made_npz(folder / "old", ["a", "b"], fooled=False),
+        artifacts=(_hand_made_npz(folder / "old", ["a", "b"], fooled=False),),
         start_time=client.get_run(rerun).info.start_time - 60_000,
     )  # fmt: skip
     # Shard 0/2 finished, its sibling 1/2 (same parameters) failed.
@@ -187,10 +191,15 @@ def test_merged_shards_give_the_unsharded_runs_metrics_with_no_sample_twice(runs
     overlapping = attacks.loc[runs.overlap_parent]
     assert (overlapping["shards"], overlapping["duplicate_ids"], overlapping["num_samples"]) == ("2/2", 12, 12)
     assert overlapping["robust_accuracy"] == whole["robust_accuracy"]
-    # transfer.csv recomputed from the joined shards equals the unsharded run's.
+    # transfer.csv recomputed from the probabilities the shards saved (no model loaded) equals the unsharded run's
+    # logged one, every column (white-box accuracy included); the overlapping copies count once there too.
+    client = mlflow.MlflowClient(tracking_server)
+    logged = pd.read_csv(client.download_artifacts(runs.whole, "transfer.csv"), index_col=0)
+    assert np.isfinite(logged["white_box_accuracy"]).all()
     transfer = runs.tables["transfer"]
-    columns = ["transfer_success_rate", "clean_accuracy", "adversarial_accuracy", "confidence_mean"]
-    np.testing.assert_allclose(transfer.loc[[runs.parent], columns], transfer.loc[[runs.whole], columns], rtol=1e-6)
+    for parent in (runs.parent, runs.overlap_parent):
+        merged = transfer.loc[[parent]].set_index("target_model")[list(logged.columns)]
+        pd.testing.assert_frame_equal(merged, logged, rtol=1e-6)
 
 
 def test_every_table_matches_the_runs_logged_metrics_and_artifacts(runs: Runs, tracking_server: str) -> None:

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medadv.attacks.result import AttackResult
+from medadv.attacks.result import AttackResult, TargetProbabilities, load_probabilities, save_probabilities
+from medadv.contract import TRANSFER_PROBABILITIES
 from medadv.report.figures import eps_curves, example_grid, matrix_heatmap
 from medadv.report.html import Section, render_report, table_html
 from medadv.report.records import (
@@ -24,7 +25,6 @@ from medadv.report.records import (
     Heatmaps,
     ModelRecord,
     RunRecord,
-    UnavailableModel,
     model_label,
     needs,
     newest_shards,
@@ -70,11 +70,21 @@ def _images(ids: list[str], *, fooled: bool) -> AttackResult:
     )  # fmt: skip
 
 
-def _shard(run_id: str, shard: str, start_time: int, result: AttackResult | None, **params: str) -> RunRecord:
+def _shard(
+    run_id: str,
+    shard: str,
+    start_time: int,
+    result: AttackResult | None,
+    saved: dict[str, TargetProbabilities] | None = None,
+    **params: str,
+) -> RunRecord:
+    """A shard's record as evaluate loads it: what it lacks listed (a result; probabilities, with transfer targets)."""
     common = {"model": VICTIM, "attack": "fgsm", "eps": "0.1", "parent_run_id": "sweep"}
+    lacking = ("attack_result.npz",) * (result is None)
+    lacking += (TRANSFER_PROBABILITIES,) * (saved is None and "transfer_to_versions" in params)
     return RunRecord(
         run_id=run_id, start_time=start_time, params=common | params | {"shard": shard}, result=result,
-        lacking=() if result is not None else ("attack_result.npz",),
+        transfer_probabilities=saved, lacking=lacking,
     )  # fmt: skip
 
 
@@ -84,10 +94,6 @@ def _single(run_id: str, model: str, label_eps: str, robust: float, n: int = 10,
                      **fields)  # type: ignore[arg-type]  # fmt: skip
 
 
-def _no_replay(uri: str, x: np.ndarray) -> np.ndarray:
-    raise UnavailableModel(f"{uri} is not replayed here")
-
-
 def test_of_two_runs_of_one_shard_the_newer_counts_and_the_older_is_listed_as_superseded() -> None:
     older = _shard("old", "0/2", 100, _images(["a", "b"], fooled=False))
     newer = _shard("new", "0/2", 200, _images(["a", "b"], fooled=True))
@@ -95,7 +101,7 @@ def test_of_two_runs_of_one_shard_the_newer_counts_and_the_older_is_listed_as_su
     newest, superseded = newest_shards([newer, sibling, older])
     assert newest == {0: newer, 1: sibling} and superseded == [(older, newer)]
 
-    tables, _ = compare({"attack": [newer, sibling, older]}, {}, _no_replay)
+    tables, _ = compare({"attack": [newer, sibling, older]}, {})
     row = tables["attacks"].loc["sweep"]  # merged shards are indexed by their parent run
     assert (row["shards"], row["missing_shards"], row["duplicate_ids"], row["num_samples"]) == ("2/2", "", 0, 4)
     # the newer shard 0/2 fooled both its samples, shard 1/2 neither: 2 of 4 still right
@@ -111,7 +117,7 @@ def test_of_two_runs_of_one_shard_the_newer_counts_and_the_older_is_listed_as_su
 def test_a_shard_without_its_result_is_listed_and_ids_seen_twice_count_once() -> None:
     twice = [_shard(f"s{i}", f"{i}/3", i, _images(["a", "b"], fooled=i == 0)) for i in range(2)]
     lost = _shard("s2", "2/3", 2, None)
-    tables, _ = compare({"attack": [*twice, lost]}, {}, _no_replay)
+    tables, _ = compare({"attack": [*twice, lost]}, {})
     row = tables["attacks"].loc["sweep"]
     # shards 0 and 1 both hold a and b: the first (fooled) copies count, the second two are dropped
     assert (row["shards"], row["missing_shards"], row["duplicate_ids"], row["num_samples"]) == ("2/3", "2", 2, 2)
@@ -123,26 +129,90 @@ def test_a_shard_without_its_result_is_listed_and_ids_seen_twice_count_once() ->
     assert needs(lost) == ("result",) and needs(_single("u", VICTIM, "0.1", 0.5)) == ()
 
 
-def test_merged_shards_are_replayed_on_their_transfer_targets() -> None:
+def _saved(ids: list[str], clean: list[float], adversarial: list[float], white_box: list[float] | None = None
+           ) -> TargetProbabilities:  # fmt: skip
+    """A two-class target's probabilities, given as each sample's probability of class 1."""
+
+    def two(p1: list[float]) -> np.ndarray:
+        return np.array([[1 - p, p] for p in p1])
+
+    return TargetProbabilities(ids=np.array(ids), clean=two(clean), adversarial=two(adversarial),
+                               white_box=None if white_box is None else two(white_box))  # fmt: skip
+
+
+def test_merged_shards_are_scored_on_their_transfer_targets_from_the_probabilities_they_saved() -> None:
+    targets = {"transfer_to_versions": f"{OTHER} {ROBUST}"}
+    # s0: a (class 0) and b (class 1), both fooled; s1: b, c, d (classes 0, 1, 0), none fooled. b is in both: the
+    # first (s0's, class 1, fooled) counts, so the joined samples are a:0 fooled, b:1 fooled, c:1, d:0.
+    # OTHER (class 1 probabilities; s1's b, a copy that must not count, says the opposite of s0's everywhere):
+    #   clean 0.1 0.7 | 0.2 0.8 0.4 -> predicts 0 1 1 0: all 4 right;
+    #   adversarial 0.8 0.4 | 0.9 0.3 0.45 -> 1 0 0 0: a, b wrong (both transfer: 2 of 2), c wrong, d right: 1/4;
+    #   white-box 0.6 0.9 | 0.1 0.7 0.7 -> 1 1 1 1: b, c right: 2/4;
+    #   confidence on the adversarial inputs (0.8 + 0.6 + 0.7 + 0.55) / 4 = 0.6625.
+    #   With s1's copy of b instead: clean 3/4, transfer 1 of 2, white-box 1/4.
+    # ROBUST (no white-box) says class 0 to everything: right for a and d, 2/4 clean and adversarial; of the fooled
+    # a and b only b transfers: 1 of 2; white-box accuracy NaN.
+    robust = {ids: _saved(list(ids), [0.3] * len(ids), [0.3] * len(ids)) for ids in ("ab", "bcd")}
     shards = [
-        _shard("s0", "0/2", 0, _images(["a", "b"], fooled=True), transfer_to_versions=f"{OTHER} {ROBUST}"),
-        _shard("s1", "1/2", 1, _images(["c", "d"], fooled=False), transfer_to_versions=f"{OTHER} {ROBUST}"),
-    ]
-
-    def replay(uri: str, x: np.ndarray) -> np.ndarray:  # OTHER says class 1 to everything; ROBUST does not load
-        if uri == ROBUST:
-            raise UnavailableModel("no such version")
-        return np.tile([0.2, 0.8], (len(x), 1))
-
-    tables, _ = compare({"attack": shards}, {}, replay)
+        _shard("s0", "0/2", 0, _images(["a", "b"], fooled=True),
+               {OTHER: _saved(["a", "b"], [0.1, 0.7], [0.8, 0.4], [0.6, 0.9]), ROBUST: robust["ab"]}, **targets),
+        _shard("s1", "1/2", 1, _images(["b", "c", "d"], fooled=False),
+               {OTHER: _saved(["b", "c", "d"], [0.2, 0.8, 0.4], [0.9, 0.3, 0.45], [0.1, 0.7, 0.7]),
+                ROBUST: robust["bcd"]}, **targets),
+    ]  # fmt: skip
+    tables, _ = compare({"attack": shards}, {})
+    assert tables["attacks"].loc["sweep", "duplicate_ids"] == 1
     transfer = tables["transfer"].set_index("target_model")
-    # a (class 0) and b (class 1) fooled the victim; OTHER's class 1 is wrong for a, right for b: 1 of 2 transfer.
-    # On all four (classes 0, 1, 0, 1) OTHER is right for b and d: accuracy 0.5 on clean and adversarial inputs.
-    assert list(transfer.index) == [OTHER]
-    assert transfer.loc[OTHER, "transfer_success_rate"] == 0.5 and transfer.loc[OTHER, "adversarial_accuracy"] == 0.5
-    assert transfer.loc[OTHER, "n"] == 4
+    assert list(transfer.index) == [OTHER, ROBUST] and list(transfer["n"]) == [4, 4]
+    columns = ["transfer_success_rate", "clean_accuracy", "adversarial_accuracy", "white_box_accuracy"]
+    assert transfer.loc[OTHER, columns].tolist() == [1.0, 1.0, 0.25, 0.5]
+    assert transfer.loc[OTHER, "confidence_mean"] == pytest.approx(0.6625)
+    assert transfer.loc[ROBUST, columns[:3]].tolist() == [0.5, 0.5, 0.5]
+    assert np.isnan(transfer.loc[ROBUST, "white_box_accuracy"])
     missing = tables["missing"]
-    assert list(missing.loc[missing["kind"] == "transfer target", "name"]) == [f"{ROBUST}: no such version"]
+    assert set(missing["kind"]) == {"train run"}  # nothing lacking but the (unknown) models' training runs
+
+
+def test_a_shard_that_saved_no_probabilities_leaves_its_targets_out_and_is_listed() -> None:
+    shards = [  # s1 is a run from before shards saved their targets' probabilities
+        _shard("s0", "0/2", 0, _images(["a", "b"], fooled=True), {OTHER: _saved(["a", "b"], [0.1, 0.7], [0.8, 0.4])},
+               transfer_to_versions=OTHER),
+        _shard("s1", "1/2", 1, _images(["c", "d"], fooled=False), transfer_to_versions=OTHER),
+    ]  # fmt: skip
+    tables, _ = compare({"attack": shards}, {})
+    assert tables["attacks"].loc["sweep", "num_samples"] == 4  # the attack itself is still merged
+    assert tables["transfer"].empty
+    missing = tables["missing"]
+    assert missing[missing["kind"] != "train run"].to_dict("records") == [
+        {"run_id": "s1", "step": "attack", "kind": "artifact", "name": TRANSFER_PROBABILITIES},
+        {"run_id": "s1", "step": "attack", "kind": "transfer target",
+         "name": f"{OTHER}: left out of the merged shards (1 of 2 shards saved no probabilities)"},
+    ]  # fmt: skip
+    assert needs(shards[1]) == ("result", "transfer_probabilities")
+
+
+def test_transfer_probabilities_round_trip_by_uri_and_join_by_first_occurrence(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    two = TargetProbabilities(ids=np.array(["a", "b", "c"]), clean=rng.random((3, 2)), adversarial=rng.random((3, 2)),
+                              white_box=rng.random((3, 2)))  # fmt: skip
+    three = TargetProbabilities(ids=np.array(["a", "b", "c"]), clean=rng.random((3, 3)), adversarial=rng.random((3, 3)))
+    saved = {"models:/victim@candidate": two, "runs:/0123abcd/model": three, "models:/robust/2": two}
+    loaded = load_probabilities(save_probabilities(saved, tmp_path / TRANSFER_PROBABILITIES))
+    assert list(loaded) == list(saved)
+    for uri, target in saved.items():
+        for name in ("ids", "clean", "adversarial"):
+            np.testing.assert_array_equal(getattr(loaded[uri], name), getattr(target, name))
+    np.testing.assert_array_equal(loaded["models:/robust/2"].white_box, two.white_box)
+    assert loaded["runs:/0123abcd/model"].white_box is None and loaded["runs:/0123abcd/model"].clean.shape == (3, 3)
+    assert load_probabilities(save_probabilities({}, tmp_path / "none.npz")) == {}
+
+    # one target's parts joined in the order asked for, each id from the part where it first occurs (c: the first)
+    later = TargetProbabilities(ids=np.array(["c", "d"]), clean=rng.random((2, 2)), adversarial=rng.random((2, 2)))
+    joined = TargetProbabilities.join([two, later], np.array(["d", "c", "a"]))
+    assert list(joined.ids) == ["d", "c", "a"] and joined.white_box is None  # the later part has no white-box
+    np.testing.assert_array_equal(joined.clean, [later.clean[1], two.clean[2], two.clean[0]])
+    with pytest.raises(ValueError, match="no probabilities for sample ids"):
+        TargetProbabilities.join([two], np.array(["a", "z"]))
 
 
 def _transfer(rates: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -169,7 +239,7 @@ def test_transfer_and_robustness_matrices_from_logged_tables() -> None:
         _single("r3", VICTIM, "0.3", 0.0),
         _single("r4", ROBUST, "0.1", 0.7),
     ]
-    tables, _ = compare({"attack": runs}, _models(), _no_replay)
+    tables, _ = compare({"attack": runs}, _models())
 
     robustness = tables["robustness"]  # models x attack@eps, mean over the runs sharing a cell
     assert list(robustness.columns) == ["clean_test_accuracy", "fgsm@0.1", "fgsm@0.3"]
@@ -199,7 +269,7 @@ def test_headline_table_shows_rates_with_their_wilson_intervals() -> None:
         ),
         RunRecord(run_id="fedcba9876543210", params={"model": ROBUST, "attack": "deepfool"}, metrics={}),
     ]
-    attacks = compare({"attack": runs}, _models(), _no_replay)[0]["attacks"]
+    attacks = compare({"attack": runs}, _models())[0]["attacks"]
     # Wilson, z = 1.96, n = 10: 3 right is centre (0.3 + z^2 / 20) / (1 + z^2 / 10) = 0.4921 / 1.3841 = 0.3555,
     # half width z sqrt(0.3 x 0.7 / 10 + z^2 / 400) / 1.3841 = 0.2477: [0.1078, 0.6032]; 7 fooled: [0.3968, 0.8922]
     assert tuple(attacks.loc["0123456789abcdef", ["robust_accuracy_low", "robust_accuracy_high"]]) == pytest.approx(

@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 
 from medadv.attacks import AttackError
+from medadv.attacks.result import AttackResult, load_probabilities
+from medadv.contract import ATTACK_RESULT, TRANSFER_PROBABILITIES
 from medadv.data import nih
 from medadv.jobs.attack import AttackSettings, attack
 from medadv.jobs.evaluate import EvaluateSettings, evaluate
 from medadv.jobs.train import TrainSettings, train
+from medadv.metrics.transfer import targets_table
 
 EXPERIMENT = "test-transfer"
 PNEUMONIA, CINC = "models:/tiny-pneumonia@candidate", "models:/tiny-cinc@candidate"
@@ -92,6 +95,14 @@ def test_transfer_reports_the_white_box_attack_on_the_target_beside(
         tracking_server, EXPERIMENT,
     )  # fmt: skip
     client = mlflow.MlflowClient(tracking_server)
-    row = pd.read_csv(client.download_artifacts(run_id, "transfer.csv", str(tmp_path)), index_col=0).iloc[0]
+    transfer = pd.read_csv(client.download_artifacts(run_id, "transfer.csv", str(tmp_path)), index_col=0)
+    row = transfer.iloc[0]
     assert row["white_box_accuracy"] == pytest.approx(row["adversarial_accuracy"])
     assert row["white_box_accuracy"] == pytest.approx(client.get_run(run_id).data.metrics["robust_accuracy"])
+    # beside it, the probabilities transfer.csv was scored from, by sample id: evaluate merges shards from them
+    result = AttackResult.load(client.download_artifacts(run_id, ATTACK_RESULT, str(tmp_path)))
+    saved = load_probabilities(client.download_artifacts(run_id, TRANSFER_PROBABILITIES, str(tmp_path)))
+    (target,) = saved.values()
+    assert list(saved) == list(transfer.index) and list(target.ids) == list(result.ids)
+    assert target.clean.shape == target.adversarial.shape == (8, 2) and target.white_box is not None
+    pd.testing.assert_frame_equal(targets_table(result, saved), transfer, rtol=1e-9)

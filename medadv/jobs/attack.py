@@ -34,7 +34,7 @@ from medadv.attacks import (
 )
 from medadv.attacks.ecgadv import evaluation_distances
 from medadv.attacks.figures import ecg_overlay_figure, perturbation_figure
-from medadv.attacks.result import AttackResult
+from medadv.attacks.result import AttackResult, TargetProbabilities, save_probabilities
 from medadv.attacks.runner import (
     attack_batches,
     auto_batch_size,
@@ -58,6 +58,7 @@ from medadv.contract import (
     STEP_TAG,
     SUCCESS_MATRIX,
     TARGETED_TAG,
+    TRANSFER_PROBABILITIES,
     TRANSFER_TABLE,
     TRANSFER_VERSIONS_PARAM,
 )
@@ -67,7 +68,7 @@ from medadv.defenses.ecg_filters import check_defense, defended, defense_evaluat
 from medadv.metrics import per_sample_table, success_matrix, summarize, summary_table
 from medadv.metrics.ecg_plausibility import run_plausibility
 from medadv.metrics.similarity import check_ssim_method
-from medadv.metrics.transfer import transfer_metrics
+from medadv.metrics.transfer import targets_table
 from medadv.settings import AttackSettings
 from medadv.tracking.artifacts import log_artifact
 from medadv.tracking.lineage import log_model_inputs
@@ -392,19 +393,21 @@ def _log_transfer(
     result: AttackResult, targets: dict[str, Victim], white_box: dict[str, np.ndarray], folder: Path
 ) -> None:
     """Replay the adversarial inputs on each target model beside its white-box adversarials (`white_box`):
-    `transfer.csv`, one row per target."""
-    rows = {
-        uri: transfer_metrics(
-            result,
-            predict(target.model, result.x),
-            predict(target.model, result.x_adv),
-            predict(target.model, white_box[uri]) if uri in white_box else None,
+    `transfer.csv`, one row per target, and the probabilities it was scored from (evaluate merges shards by them)."""
+    probabilities = {
+        uri: TargetProbabilities(
+            ids=result.ids,
+            clean=predict(target.model, result.x),
+            adversarial=predict(target.model, result.x_adv),
+            white_box=predict(target.model, white_box[uri]) if uri in white_box else None,
         )
         for uri, target in targets.items()
     }
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model")
+    table = targets_table(result, probabilities)
     table.to_csv(folder / TRANSFER_TABLE)
     log_artifact(str(folder / TRANSFER_TABLE))
+    save_probabilities(probabilities, folder / TRANSFER_PROBABILITIES)
+    log_artifact(str(folder / TRANSFER_PROBABILITIES))
     mlflow.log_metric("transfer_success_rate_mean", float(table["transfer_success_rate"].mean()))
 
 

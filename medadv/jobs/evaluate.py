@@ -2,10 +2,10 @@
 
 Runs are found by their `medadv.step` tag (and an optional MLflow filter) and read into the report's
 plain records (`medadv.report.records`), with the artifacts the report needs downloaded: a shard's
-`attack_result.npz`, an unsharded run's success matrix and transfer table, the examples' figures (for
-an image attack a gradcam run explained, its result and maps). The tables, sections and HTML are built
-by `medadv.report` without MLflow; this job only gathers (loading transfer targets to replay merged
-shards on) and logs.
+`attack_result.npz` and its transfer targets' probabilities, an unsharded run's success matrix and transfer
+table, the examples' figures (for an image attack a gradcam run explained, its result and maps). The tables,
+sections and HTML are built by `medadv.report` without MLflow; this job only gathers and logs (it loads no
+model: merged shards are scored on their transfer targets from the probabilities the shards saved).
 Everything is logged in a run of its own (step `evaluate`): `report.html` with its figures embedded,
 the report's own figures (the example grids included) as PNG and SVG under `figures/`, and each table as
 CSV, Parquet and LaTeX under `tables/`.
@@ -21,15 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from medadv.attacks.result import AttackResult
-from medadv.attacks.runner import predict
+from medadv.attacks.result import AttackResult, load_probabilities
 from medadv.contract import (
     ATTACK_RESULT,
     ECG_OVERLAY_FIGURE,
@@ -40,17 +38,16 @@ from medadv.contract import (
     REPORT,
     STEP_TAG,
     SUCCESS_MATRIX,
+    TRANSFER_PROBABILITIES,
     TRANSFER_TABLE,
 )
 from medadv.errors import MedadvError
-from medadv.models import ModelError
 from medadv.report.files import write_report
 from medadv.report.html import Section
-from medadv.report.records import Example, Heatmaps, ModelRecord, RunRecord, UnavailableModel, model_uris, needs
+from medadv.report.records import Example, Heatmaps, ModelRecord, RunRecord, model_uris, needs
 from medadv.report.sections import choose_examples, example_grids, example_images, report_sections
 from medadv.report.tables import compare, headline_table
 from medadv.settings import EvaluateSettings
-from medadv.tracking.registry import load_model
 from medadv.tracking.runs import artifact_dir, as_given, connect, show_at_end, start_step_run
 
 STEPS = ("train", "attack", "gradcam")
@@ -65,6 +62,7 @@ _ARTIFACTS: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "result": (ATTACK_RESULT, AttackResult.load),
     "success": (SUCCESS_MATRIX, _table),
     "transfer": (TRANSFER_TABLE, _table),
+    "transfer_probabilities": (TRANSFER_PROBABILITIES, load_probabilities),
 }
 # The figures the examples show, as the attack and gradcam runs log them.
 _ECG_FIGURE, _PERTURBATION_FIGURE = ECG_OVERLAY_FIGURE, PERTURBATION_FIGURE
@@ -152,7 +150,6 @@ class Gatherer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.client = mlflow.MlflowClient()
-        self._models: dict[str, keras.Model] = {}
 
     def report(self, runs: dict[str, list[Run]]) -> tuple[dict[str, pd.DataFrame], list[Section]]:
         """Every table (by file name) and the report's sections."""
@@ -160,7 +157,7 @@ class Gatherer:
         records["attack"] = [self._with_artifacts(record) for record in records["attack"]]
         models = {uri: self._model_record(uri) for uri in model_uris(records["attack"])}
         examples = [self._example(*chosen) for chosen in choose_examples(records["attack"], records["gradcam"])]
-        tables, rows = compare(records, models, self._replay)
+        tables, rows = compare(records, models)
         return tables, report_sections(tables, rows, example_images(examples), example_grids(examples))
 
     def _download(self, run_id: str, path: str) -> Path:
@@ -181,15 +178,6 @@ class Gatherer:
         }
         lacking = tuple(path for field, (path, _) in wanted.items() if field not in loaded)
         return replace(record, **loaded, lacking=lacking)
-
-    def _replay(self, uri: str, x: np.ndarray) -> np.ndarray:
-        """The probabilities of the model at `uri` for `x`, the model loaded once."""
-        if uri not in self._models:
-            try:
-                self._models[uri] = load_model(uri)
-            except ModelError as error:
-                raise UnavailableModel(str(error)) from None
-        return predict(self._models[uri], x)
 
     def _model_record(self, uri: str) -> ModelRecord:
         """The registered version (for models:/ URIs) and the run that logged the model; unknown ones bare.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
-from medadv.attacks.result import AttackResult
+from medadv.attacks.result import AttackResult, TargetProbabilities
 from medadv.metrics.attack import attack_success
 from medadv.metrics.classification import classification_scores
 
@@ -49,3 +51,9 @@ def transfer_metrics(
             math.nan if probs_white_box is None else classification_scores(result.y_true, probs_white_box)["accuracy"]
         ),
     }
+
+
+def targets_table(result: AttackResult, probabilities: Mapping[str, TargetProbabilities]) -> pd.DataFrame:
+    """transfer.csv: `transfer_metrics` of each target from its probabilities on the result's samples, by target."""
+    rows = {uri: transfer_metrics(result, p.clean, p.adversarial, p.white_box) for uri, p in probabilities.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from medadv.attacks.result import AttackResult
+from medadv.attacks.result import AttackResult, TargetProbabilities
 from medadv.contract import ENGINE_TAG, MODEL_VERSION_PARAM, TARGETED_TAG, TRANSFER_VERSIONS_PARAM
 from medadv.settings import Shard
 
@@ -35,6 +35,8 @@ class RunRecord:
     result: AttackResult | None = None  # the attack's result (read for shards, which are joined)
     success: pd.DataFrame | None = None  # the targeted attack's success matrix, source x target class
     transfer: pd.DataFrame | None = None  # the attack replayed on each transfer target, by target model
+    # a shard's transfer targets' probabilities on its samples, by target URI (merged shards are scored from them)
+    transfer_probabilities: Mapping[str, TargetProbabilities] | None = None
     lacking: tuple[str, ...] = ()  # artifacts the report needs that the run did not log
 
 
@@ -70,14 +72,6 @@ class Example:
     heatmaps: Heatmaps | None = None  # ... and its maps
 
 
-class UnavailableModel(LookupError):
-    """Raised by a `Replay` for a model it cannot load; the report lists the model as missing."""
-
-
-# Class probabilities of the model at a URI for the inputs: how merged shards are replayed on transfer targets.
-Replay = Callable[[str, np.ndarray], np.ndarray]
-
-
 def number(text: str | None) -> float:
     """A numeric parameter, NaN where it is absent or not a number (an attack without eps)."""
     try:
@@ -104,11 +98,13 @@ def transfer_targets(record: RunRecord) -> list[str]:
 
 def needs(record: RunRecord) -> tuple[str, ...]:
     """The artifacts (`RunRecord` fields) the report reads of a finished attack run: a shard's result, to join
-    it with its siblings; an unsharded run's success matrix (targeted) and transfer table, as logged."""
+    it with its siblings, and its transfer targets' probabilities, to score them on the joined samples; an
+    unsharded run's success matrix (targeted) and transfer table, as logged."""
+    transfer = transfer_targets(record)
     if shard_of(record)[1] > 1:
-        return ("result",)
+        return ("result",) + (("transfer_probabilities",) if transfer else ())
     targeted = ("success",) if record.tags.get(TARGETED_TAG) == "true" else ()
-    return targeted + (("transfer",) if transfer_targets(record) else ())
+    return targeted + (("transfer",) if transfer else ())
 
 
 def model_uris(attacks: Iterable[RunRecord]) -> set[str]:

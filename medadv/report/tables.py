@@ -3,7 +3,8 @@ robustness and transfer matrices, targeted success, Grad-CAM change, ECG plausib
 the models, and what could not be compared and why.
 
 `compare` builds them all. Merged shards are scored again with `medadv.metrics.summarize` on the
-joined result (class names and clip range come with it), so they equal an unsharded run's metrics.
+joined result (class names and clip range come with it), and on their transfer targets from the probabilities
+each shard saved, so they equal an unsharded run's metrics with no model loaded.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from medadv.attacks.result import AttackResult
+from medadv.attacks.result import AttackResult, TargetProbabilities
 from medadv.contract import ATTACK_RUN_TAG
 from medadv.defenses.ecg_filters import defense_verdict
 from medadv.metrics import success_matrix, summarize, wilson_interval
-from medadv.metrics.transfer import transfer_metrics
+from medadv.metrics.transfer import targets_table
 from medadv.report.records import (
     ModelRecord,
-    Replay,
     RunRecord,
-    UnavailableModel,
     describe,
     join_shards,
     model_of,
@@ -107,18 +106,17 @@ class AttackRow:
 
 
 def compare(
-    records: Mapping[str, Sequence[RunRecord]], models: Mapping[str, ModelRecord], replay: Replay
+    records: Mapping[str, Sequence[RunRecord]], models: Mapping[str, ModelRecord]
 ) -> tuple[dict[str, pd.DataFrame], list[AttackRow]]:
     """Every table (by file name) from the train, attack and gradcam records, and the attack rows behind them.
 
-    `models` holds (at least) every model the attacks name (`model_uris`); `replay` gives a transfer target's
-    predictions for merged shards, whose transfer tables are recomputed on the joined result.
+    `models` holds (at least) every model the attacks name (`model_uris`).
     """
     ledger = Ledger()
     finished = {step: ledger.finished(records.get(step, ())) for step in ("train", "attack", "gradcam")}
     for run in finished["train"]:
         ledger.expect(run, TRAIN_METRICS)
-    rows = attack_rows(finished["attack"], ledger, replay)
+    rows = attack_rows(finished["attack"], ledger)
     attacks, transfer = attack_table(rows), transfer_table(rows)
     uris = sorted(set(attacks["model"]) | set(transfer["target_model"]))
     model_table = models_table([models.get(uri, ModelRecord(uri=uri)) for uri in uris], ledger)
@@ -137,7 +135,7 @@ def compare(
     return tables | ledger.tables(), rows
 
 
-def attack_rows(records: Iterable[RunRecord], ledger: Ledger, replay: Replay) -> list[AttackRow]:
+def attack_rows(records: Iterable[RunRecord], ledger: Ledger) -> list[AttackRow]:
     """One row per unsharded run and one per sharded attack (its shards grouped by parameters)."""
     groups: dict[tuple[tuple[str, str], ...], list[RunRecord]] = defaultdict(list)
     rows = []
@@ -146,7 +144,7 @@ def attack_rows(records: Iterable[RunRecord], ledger: Ledger, replay: Replay) ->
             rows.append(single_row(record, ledger))
         else:
             groups[tuple(sorted((k, v) for k, v in record.params.items() if k not in PER_SHARD_PARAMS))].append(record)
-    return rows + [merged_row(group, ledger, replay) for group in groups.values()]
+    return rows + [merged_row(group, ledger) for group in groups.values()]
 
 
 def single_row(record: RunRecord, ledger: Ledger) -> AttackRow:
@@ -161,7 +159,7 @@ def single_row(record: RunRecord, ledger: Ledger) -> AttackRow:
     return AttackRow(row, record.success, record.transfer)
 
 
-def merged_row(shards: list[RunRecord], ledger: Ledger, replay: Replay) -> AttackRow:
+def merged_row(shards: list[RunRecord], ledger: Ledger) -> AttackRow:
     """Shards of one attack joined into one result, its metrics, success matrix and transfer recomputed.
 
     Of two finished runs of the same shard the newer is used (the older is listed as skipped); each sample
@@ -190,18 +188,23 @@ def merged_row(shards: list[RunRecord], ledger: Ledger, replay: Replay) -> Attac
     row |= {name: value for name, value in metrics.items() if name in ATTACK_METRICS}
     targeted = bool((result.y_target >= 0).any()) and bool(result.class_names)
     success = success_matrix(result, result.class_names) if targeted else None
-    return AttackRow(row, success, replayed_transfer(first, result, ledger, replay))
+    return AttackRow(row, success, merged_transfer([newest[index] for index in parts], result, ledger))
 
 
-def replayed_transfer(record: RunRecord, result: AttackResult, ledger: Ledger, replay: Replay) -> pd.DataFrame | None:
-    """transfer.csv recomputed on the joined shards: rates do not add up across shards, predictions do."""
-    rows = {}
-    for uri in transfer_targets(record):
-        try:
-            rows[uri] = transfer_metrics(result, replay(uri, result.x), replay(uri, result.x_adv))
-        except UnavailableModel as error:
-            ledger.lack(record, "attack", "transfer target", f"{uri}: {error}")
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("target_model") if rows else None
+def merged_transfer(shards: list[RunRecord], result: AttackResult, ledger: Ledger) -> pd.DataFrame | None:
+    """transfer.csv recomputed on the joined shards (their `result`) from the probabilities each saved: rates do
+    not add up across shards, probabilities do. A target some shard saved none for (a run from before) is left
+    out and listed."""
+    probabilities = {}
+    for uri in transfer_targets(shards[0]):
+        saved = [shard.transfer_probabilities or {} for shard in shards]
+        lacking = [shard for shard, targets in zip(shards, saved, strict=True) if uri not in targets]
+        if lacking:
+            reason = f"{len(lacking)} of {len(shards)} shards saved no probabilities"
+            ledger.lack(lacking[0], "attack", "transfer target", f"{uri}: left out of the merged shards ({reason})")
+            continue
+        probabilities[uri] = TargetProbabilities.join([targets[uri] for targets in saved], result.ids)
+    return targets_table(result, probabilities) if probabilities else None
 
 
 def attack_table(rows: list[AttackRow]) -> pd.DataFrame:
