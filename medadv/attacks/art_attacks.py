@@ -8,10 +8,10 @@ with an `AttackError` when built, before any compute.
 
 from __future__ import annotations
 
-import abc
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -181,7 +181,19 @@ class UniversalConfig(PositiveLpConfig, UntargetedConfig):
 
 
 class ArtAttack(Attack):
-    """Runs the ART attack that `build` makes; `generate` passes true labels, or targets when targeted."""
+    """Runs an ART attack; `generate` passes true labels, or targets when targeted.
+
+    Every wrapper builds its ART attack the same way, so a subclass only declares it: `art_class`, the
+    config fields ART takes under the same name (`fields`) or another (`renamed`: ART's name -> the field),
+    and constants (`fixed`). `arguments` adds the run's batch size and `verbose=False` (where ART's attack
+    has a `verbose`: `quiet`) and turns a `norm` into ART's number; a subclass overrides it for the rest."""
+
+    art_class: ClassVar[type[EvasionAttack]]
+    fields: ClassVar[tuple[str, ...]] = ()
+    renamed: ClassVar[Mapping[str, str]] = {}
+    fixed: ClassVar[Mapping[str, Any]] = {}
+    quiet: ClassVar[bool] = True
+    images_only: ClassVar[bool] = False  # refuse victims that `require_images` refuses, before any compute
 
     def __init__(
         self, model: keras.Model, config: AttackConfig, clip_range: tuple[float, float], batch_size: int
@@ -190,9 +202,22 @@ class ArtAttack(Attack):
         self.classifier = art_classifier(model, clip_range)
         self.art = self.build()
 
-    @abc.abstractmethod
     def build(self) -> EvasionAttack:
         """The configured ART attack on `self.classifier`."""
+        if self.images_only:
+            self.require_images()
+        return self.art_class(self.classifier, **self.arguments())
+
+    def arguments(self) -> dict[str, Any]:
+        """ART's keyword arguments, as the class declares them."""
+        named = {field: field for field in self.fields} | dict(self.renamed)
+        arguments = {name: getattr(self.config, field) for name, field in named.items()} | dict(self.fixed)
+        if "norm" in arguments:
+            arguments["norm"] = _art_norm(arguments["norm"])
+        arguments["batch_size"] = self.batch_size
+        if self.quiet:
+            arguments["verbose"] = False
+        return arguments
 
     def require_images(self) -> None:
         """Refuse victims that do not take finite-range (H, W, C) images."""
@@ -209,169 +234,87 @@ class ArtAttack(Attack):
 
 
 class ArtFGSM(ArtAttack):
-    config: FGSMConfig
+    """One step of the whole budget (`eps_step` = `eps`); ART's FGSM has no `verbose`."""
 
-    def build(self) -> EvasionAttack:
-        return FastGradientMethod(
-            self.classifier,
-            norm=_art_norm(self.config.norm),
-            eps=self.config.eps,
-            eps_step=self.config.eps,
-            targeted=self.config.targeted,
-            batch_size=self.batch_size,
-        )
+    config: FGSMConfig
+    art_class = FastGradientMethod
+    fields = ("norm", "eps", "targeted")
+    renamed: ClassVar[Mapping[str, str]] = {"eps_step": "eps"}
+    quiet = False
 
 
 class ArtBIM(ArtAttack):
     """BIM is ART's PGD without a random start (ART's `BasicIterativeMethod` is exactly that, for L-inf only)."""
 
     config: BIMConfig
-
-    @property
-    def num_random_init(self) -> int:
-        return 0
-
-    def build(self) -> EvasionAttack:
-        return ProjectedGradientDescent(
-            self.classifier,
-            norm=_art_norm(self.config.norm),
-            eps=self.config.eps,
-            eps_step=self.config.eps_step,
-            max_iter=self.config.max_iter,
-            targeted=self.config.targeted,
-            num_random_init=self.num_random_init,
-            batch_size=self.batch_size,
-            verbose=False,
-        )
+    art_class = ProjectedGradientDescent
+    fields = ("norm", "eps", "eps_step", "max_iter", "targeted")
+    fixed: ClassVar[Mapping[str, Any]] = {"num_random_init": 0}
 
 
-class ArtPGD(ArtBIM):
+class ArtPGD(ArtAttack):
     config: PGDConfig
-
-    @property
-    def num_random_init(self) -> int:
-        return self.config.num_random_init
+    art_class = ProjectedGradientDescent
+    fields = ("norm", "eps", "eps_step", "max_iter", "targeted", "num_random_init")
 
 
 class ArtDeepFool(ArtAttack):
     config: DeepFoolConfig
-
-    def build(self) -> EvasionAttack:
-        return DeepFool(
-            self.classifier,
-            max_iter=self.config.max_iter,
-            epsilon=self.config.overshoot,
-            nb_grads=self.config.nb_grads,
-            batch_size=self.batch_size,
-            verbose=False,
-        )
+    art_class = DeepFool
+    fields = ("max_iter", "nb_grads")
+    renamed: ClassVar[Mapping[str, str]] = {"epsilon": "overshoot"}
 
 
 class ArtCWL2(ArtAttack):
     config: CWL2Config
-
-    def build(self) -> EvasionAttack:
-        return CarliniL2Method(
-            self.classifier,
-            confidence=self.config.confidence,
-            targeted=self.config.targeted,
-            learning_rate=self.config.learning_rate,
-            binary_search_steps=self.config.binary_search_steps,
-            max_iter=self.config.max_iter,
-            initial_const=self.config.initial_const,
-            batch_size=self.batch_size,
-            verbose=False,
-        )
+    art_class = CarliniL2Method
+    fields = ("confidence", "targeted", "learning_rate", "binary_search_steps", "max_iter", "initial_const")
 
 
 class ArtCWLinf(ArtAttack):
     config: CWLinfConfig
-
-    def build(self) -> EvasionAttack:
-        return CarliniLInfMethod(
-            self.classifier,
-            confidence=self.config.confidence,
-            targeted=self.config.targeted,
-            learning_rate=self.config.learning_rate,
-            max_iter=self.config.max_iter,
-            decrease_factor=self.config.decrease_factor,
-            initial_const=self.config.initial_const,
-            largest_const=self.config.largest_const,
-            const_factor=self.config.const_factor,
-            batch_size=self.batch_size,
-            verbose=False,
-        )
+    art_class = CarliniLInfMethod
+    fields = (
+        "confidence",
+        "targeted",
+        "learning_rate",
+        "max_iter",
+        "decrease_factor",
+        "initial_const",
+        "largest_const",
+        "const_factor",
+    )
 
 
 class ArtAPGD(ArtAttack):
     config: APGDConfig
-
-    def build(self) -> EvasionAttack:
-        return AutoProjectedGradientDescent(
-            self.classifier,
-            norm=_art_norm(self.config.norm),
-            eps=self.config.eps,
-            eps_step=self.config.eps_step,
-            max_iter=self.config.max_iter,
-            targeted=self.config.targeted,
-            nb_random_init=self.config.num_random_init,
-            batch_size=self.batch_size,
-            loss_type=self.config.loss_type,
-            verbose=False,
-        )
+    art_class = AutoProjectedGradientDescent
+    fields = ("norm", "eps", "eps_step", "max_iter", "targeted", "loss_type")
+    renamed: ClassVar[Mapping[str, str]] = {"nb_random_init": "num_random_init"}
 
 
 class ArtSquare(ArtAttack):
     config: SquareConfig
-
-    def build(self) -> EvasionAttack:
-        self.require_images()
-        return SquareAttack(
-            self.classifier,
-            norm=_art_norm(self.config.norm),
-            eps=self.config.eps,
-            max_iter=self.config.max_iter,
-            p_init=self.config.p_init,
-            nb_restarts=self.config.nb_restarts,
-            batch_size=self.batch_size,
-            verbose=False,
-        )
+    art_class = SquareAttack
+    fields = ("norm", "eps", "max_iter", "p_init", "nb_restarts")
+    images_only = True
 
 
 class ArtHopSkipJump(ArtAttack):
     config: HopSkipJumpConfig
-
-    def build(self) -> EvasionAttack:
-        return HopSkipJump(
-            self.classifier,
-            batch_size=self.batch_size,
-            targeted=self.config.targeted,
-            norm=_art_norm(self.config.norm),
-            max_iter=self.config.max_iter,
-            max_eval=self.config.max_eval,
-            init_eval=self.config.init_eval,
-            init_size=self.config.init_size,
-            verbose=False,
-        )
+    art_class = HopSkipJump
+    fields = ("targeted", "norm", "max_iter", "max_eval", "init_eval", "init_size")
 
 
 class ArtUniversal(ArtAttack):
     """One universal perturbation per call of `generate`, i.e. per batch of the run."""
 
     config: UniversalConfig
+    art_class = UniversalPerturbation
+    fields = ("attacker", "delta", "max_iter", "eps", "norm")
 
-    def build(self) -> EvasionAttack:
+    def arguments(self) -> dict[str, Any]:
         attacker_params: dict[str, Any] = {"batch_size": 1}
         if self.config.attacker != "fgsm":  # ART's FGSM has no `verbose`
             attacker_params["verbose"] = False
-        return UniversalPerturbation(
-            self.classifier,
-            attacker=self.config.attacker,
-            attacker_params=attacker_params,
-            delta=self.config.delta,
-            max_iter=self.config.max_iter,
-            eps=self.config.eps,
-            norm=_art_norm(self.config.norm),
-            batch_size=self.batch_size,
-            verbose=False,
-        )
+        return super().arguments() | {"attacker_params": attacker_params}

@@ -91,17 +91,12 @@ def universal_evaluation(
 
 
 def universal_control(
-    model: keras.Model,
-    target_record: np.ndarray,
-    records: np.ndarray,
-    *,
-    fs_hz: float = 300.0,
-    positions: int = 100,
-    seed: int = 0,
+    model: keras.Model, target_record: np.ndarray, records: np.ndarray, *, positions: int = 100, seed: int = 0
 ) -> UniversalEvaluation:
-    """The study's control: add a real record of the target class instead of delta (no device filter)."""
+    """The study's control: add a real record of the target class instead of delta (no device filter, so no
+    sampling rate: `universal_evaluation` reads `fs_hz` only for the filter)."""
     return universal_evaluation(
-        model, target_record, records, fs_hz=fs_hz, positions=positions, seed=seed, apply_device_filter=False
+        model, target_record, records, positions=positions, seed=seed, apply_device_filter=False
     )
 
 
@@ -142,13 +137,10 @@ def universal_table(
             axis=0,
         )
         controls = universal_records(data.x, data.y, lengths, target, min_length, y_pred)
-        control = (
-            universal_control(
-                model, controls[0, : config.window], sources, fs_hz=fs_hz, positions=positions, seed=seed
-            ).shares[target]
-            if len(controls)
-            else np.nan
-        )
+        control = np.nan
+        if len(controls):
+            window = controls[0, : config.window]
+            control = universal_control(model, window, sources, positions=positions, seed=seed).shares[target]
         name = f"{data.class_names[source]}->{data.class_names[target]}"
         rows[name] = _pair_row(source, target, len(deltas), len(sources), counts / counts.sum(), control, data)
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pair")
