@@ -27,6 +27,7 @@ from medadv.attacks.ecgadv import (
     universal_control,
     universal_evaluation,
     universal_records,
+    universal_table,
     zscore,
 )
 from medadv.attacks.ecgadv.filters import (
@@ -271,6 +272,45 @@ def test_universal_evaluation_counts_on_a_hand_built_case() -> None:
     assert hits > 0
     np.testing.assert_array_equal(result.counts, [3 * positions - hits, hits])
     np.testing.assert_allclose(result.shares, result.counts / (3 * positions))
+
+
+def test_universal_table_by_hand() -> None:
+    """One source -> target pair: only the windows the attack found, only the source records the victim gets
+    right, the pooled shares and the control's share, on the last-sample victim."""
+    length, positions, seed = 16, 20, 3
+    quiet = np.array([0.1, -0.1] * 8, dtype=np.float32)  # z-scores to +-1: class 0
+    loud = quiet.copy()
+    loud[-1] = 3.0  # raw last sample 3 > 2: the victim says class 1 (right for a class-1 record)
+    wrong = quiet.copy()
+    wrong[-1] = 5.0  # a class-0 record the victim gets wrong: left out of the sources
+    x = np.stack([quiet, quiet, wrong, quiet, loud])[:, :, None]
+    data = Dataset(
+        "ecg", "test", x, np.array([0, 0, 0, 0, 1]), ("no", "yes"), (-10.0, 10.0), np.array(list("abcde")), ""
+    )
+    found, unchanged = np.zeros((length, 1), np.float32), np.zeros((length, 1), np.float32)
+    found[0] = 1e-6  # a window the attack kept, too small to move any prediction
+    result = AttackResult(
+        x=x[:2], x_adv=x[:2] + np.stack([found, unchanged]), ids=np.array(["a", "b"]), y_true=np.array([0, 0]),
+        y_clean=np.array([0, 0]), y_adv=np.array([0, 0]), y_target=np.array([1, 1]), p_clean=np.ones(2),
+        p_adv=np.ones(2), seconds=np.ones(2),
+    )  # fmt: skip
+    model = last_sample_model(length)
+    table = universal_table(result, model, data, ECGadvTypeIIConfig(window=length), positions=positions, seed=seed)
+    # The control adds the first class-1 record (loud) at offset k to each quiet source: its 3.0 lands on the last
+    # sample for k = 0 only, where the sum is 2 x quiet with a last sample of -0.1 + 3.0 = 2.9, mean 3.1 / 16 =
+    # 0.19375, mean square (15 x 0.04 + 8.41) / 16 = 0.563125: z = (2.9 - 0.19375) / sqrt(0.563125 - 0.19375^2)
+    # = 3.73 > 2, class 1; for k != 0 the last sample is -0.1 +- 0.1, below the mean: class 0.
+    hits = int(np.sum(np.random.default_rng(seed).integers(0, length, size=(3, positions)) == 0))
+    assert hits > 0
+    row = table.loc["no->yes"]
+    assert (row["source"], row["target"], row["deltas"], row["records"]) == (0, 1, 1, 3)
+    assert (row["share_no"], row["share_yes"], row["target_share"]) == (1.0, 0.0, 0.0)
+    assert row["control_target_share"] == pytest.approx(hits / (3 * positions))
+    everyone = universal_table(
+        result, model, data, ECGadvTypeIIConfig(window=length), positions=positions, seed=seed, correct_only=False
+    )
+    assert everyone.loc["no->yes", "records"] == 4  # the wrong one too: its own 5.0 z-scores above 2 at any offset
+    assert everyone.loc["no->yes", "share_yes"] == pytest.approx(positions / (4 * positions))
 
 
 def test_universal_records_keep_long_records_of_the_source_class() -> None:

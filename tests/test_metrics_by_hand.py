@@ -27,7 +27,7 @@ from medadv.metrics import (
     summarize,
     wilson_interval,
 )
-from medadv.metrics.attack import is_image_batch, metric_name
+from medadv.metrics.attack import is_image_batch, metric_name, summary_table
 from medadv.metrics.classification import prediction_table
 from medadv.metrics.ecg_plausibility import run_plausibility
 from medadv.metrics.heatmap import heatmap_summary, overlay
@@ -223,3 +223,26 @@ def test_device_notch_is_2_hz_wide_at_60_hz() -> None:
 def test_a_target_of_class_0_is_targeted() -> None:
     # true class 1 attacked towards class 0 lands on class 2: wrong, but not the target, so no success
     assert attack_success(np.array([1]), np.array([2]), np.array([0])).tolist() == [False]
+
+
+def test_summary_table_by_hand() -> None:
+    """The terminal's table: every sample, then one row per target class, each with its own n and rates."""
+    labels = np.array([0, 0, 1, 1])
+    delta = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])  # L2 5, 0, 1, 2; L-inf 4, 0, 1, 2
+    result = AttackResult(
+        x=np.zeros((4, 2)), x_adv=delta, ids=np.array(list("abcd")), y_true=labels, y_clean=labels,
+        y_adv=np.array([1, 0, 0, 0]), y_target=np.array([1, 1, 0, 0]), p_clean=np.ones(4), p_adv=np.ones(4),
+        seconds=np.zeros(4),
+    )  # fmt: skip
+    table = summary_table(result, ("no", "yes"))
+    # all: y_adv 1 0 0 0 against y_clean = y_true 0 0 1 1: a, c and d changed class (3 of 4), each to its target
+    # (3 of 4); b alone is still right (1 of 4); L2 mean (5+0+1+2)/4 = 2, L-inf mean (4+0+1+2)/4 = 1.75.
+    # target yes (a, b): a fooled and hit, b not; robust 1 of 2; L2 2.5, L-inf 2.
+    # target no (c, d): both moved to 0, the target (hit 2 of 2); fooled 2 of 2; robust 0; L2 1.5, L-inf 1.5.
+    assert list(table["samples"]) == ["all", "target no", "target yes"]
+    assert list(table["n"]) == [4, 2, 2]
+    np.testing.assert_allclose(table["fooling_rate"], [3 / 4, 1.0, 0.5])
+    np.testing.assert_allclose(table["robust_accuracy"], [1 / 4, 0.0, 0.5])
+    np.testing.assert_allclose(table["attack_success_rate"], [3 / 4, 1.0, 0.5])
+    np.testing.assert_allclose(table["l2_mean"], [2.0, 1.5, 2.5])
+    np.testing.assert_allclose(table["linf_mean"], [1.75, 1.5, 2.0])
