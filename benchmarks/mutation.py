@@ -5,10 +5,10 @@ mutmut 3 (`pip install -e .[bench]`) rewrites every function of `MUTATED` into i
 once in-process to learn which tests reach which function, then forks once per mutant and runs only those tests
 (TensorFlow is imported once). A child forked after TensorFlow ran an op on its thread pools waits on them forever
 (6 of 6 children here), so mutmut runs with TensorFlow's pools at one thread (`TF_NUM_INTRAOP_THREADS`,
-`TF_NUM_INTEROP_THREADS`: 0 of 6 hang), which also suits one child per core; a child that still times out counts
-as a survivor, not as killed. It runs in a copy of the
-repository, `COPY`, with a `[tool.mutmut]` section written from the constants below, so the working tree gets no
-`mutants/` folder.
+`TF_NUM_INTEROP_THREADS`: 0 of 6 hang), which also suits one child per core, and tqdm's lock is a thread lock, not
+a semaphore the children share (`TQDM_LOCK`); a child that still times out counts as a survivor, not as killed.
+It runs in a copy of the repository, `COPY`, with a `[tool.mutmut]` section written from the constants below, so
+the working tree gets no `mutants/` folder.
 
     python benchmarks/mutation.py                  # every mutant: about 25 minutes on 2 shared cores
     python benchmarks/mutation.py --only interval  # the functions whose mutant names contain "interval"
@@ -202,6 +202,11 @@ def mutmut_config() -> str:
     return "[tool.mutmut]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
 
 
+# tqdm's default lock is a semaphore every forked child shares: a child killed (timed out) while holding it would
+# leave every later child that draws a progress bar waiting on it; a thread lock is each child's own.
+TQDM_LOCK = "\n\nimport threading\n\nimport tqdm\n\ntqdm.tqdm.set_lock(threading.RLock())  # benchmarks/mutation.py\n"
+
+
 def copy_repo(destination: Path) -> None:
     """The tracked and untracked-but-not-ignored files of the working tree (no .git, no virtual environment)."""
     listed = subprocess.run(
@@ -216,6 +221,8 @@ def copy_repo(destination: Path) -> None:
     pyproject = destination / "pyproject.toml"
     text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", pyproject.read_text())
     pyproject.write_text(f"{text.rstrip()}\n\n{mutmut_config()}")
+    with (destination / "tests" / "conftest.py").open("a") as conftest:
+        conftest.write(TQDM_LOCK)
 
 
 def mutmut(copy: Path, *args: str, log: Path | None = None) -> str:
