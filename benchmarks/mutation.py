@@ -4,9 +4,10 @@ a refactor introduces, fail a fast unit test?
 mutmut 3 (`pip install -e .[bench]`) rewrites every function of `MUTATED` into its mutants, runs the fast tests
 once in-process to learn which tests reach which function, then forks once per mutant and runs only those tests
 (TensorFlow is imported once). A child forked after TensorFlow ran an op on its thread pools waits on them forever
-(6 of 6 children here), so mutmut runs with TensorFlow's pools at one thread (`TF_NUM_INTRAOP_THREADS`,
-`TF_NUM_INTEROP_THREADS`: 0 of 6 hang), which also suits one child per core, and tqdm's lock is a thread lock, not
-a semaphore the children share (`TQDM_LOCK`); a child that still times out counts as a survivor, not as killed.
+(6 of 6 children here), and one that runs a `tf.function` (Keras's predict) waits on the pool that runs graphs (4
+of 4), so the copy's tests run `tf.function`s eagerly and TensorFlow's pools at one thread (`TF_NUM_INTRAOP_THREADS`,
+`TF_NUM_INTEROP_THREADS`: 0 of 4 hang; one thread also suits one child per core), and tqdm's lock is a thread lock,
+not a semaphore the children share (`FORK_SAFE`); a child that still times out counts as a survivor, not as killed.
 It runs in a copy of the repository, `COPY`, with a `[tool.mutmut]` section written from the constants below, so
 the working tree gets no `mutants/` folder.
 
@@ -202,9 +203,19 @@ def mutmut_config() -> str:
     return "[tool.mutmut]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
 
 
-# tqdm's default lock is a semaphore every forked child shares: a child killed (timed out) while holding it would
-# leave every later child that draws a progress bar waiting on it; a thread lock is each child's own.
-TQDM_LOCK = "\n\nimport threading\n\nimport tqdm\n\ntqdm.tqdm.set_lock(threading.RLock())  # benchmarks/mutation.py\n"
+# Appended to the copy's tests/conftest.py, so the forked children never wait on what they did not inherit: graphs run
+# eagerly (a tf.function waits on a pool thread the fork did not copy); tqdm's default lock, a semaphore every child
+# shares, becomes each child's own thread lock (a child timed out while holding it would stall every later one).
+FORK_SAFE = """
+
+import threading
+
+import tensorflow as tf
+import tqdm
+
+tf.config.run_functions_eagerly(True)  # benchmarks/mutation.py
+tqdm.tqdm.set_lock(threading.RLock())
+"""
 
 
 def copy_repo(destination: Path) -> None:
@@ -222,7 +233,7 @@ def copy_repo(destination: Path) -> None:
     text = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", pyproject.read_text())
     pyproject.write_text(f"{text.rstrip()}\n\n{mutmut_config()}")
     with (destination / "tests" / "conftest.py").open("a") as conftest:
-        conftest.write(TQDM_LOCK)
+        conftest.write(FORK_SAFE)
 
 
 def mutmut(copy: Path, *args: str, log: Path | None = None) -> str:
