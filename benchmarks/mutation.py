@@ -68,6 +68,7 @@ FAST_TESTS = (
     "tests/test_metrics.py",
     "tests/test_metrics_by_hand.py",
     "tests/test_figures_by_hand.py",
+    "tests/test_report_and_map_metrics_by_hand.py",
     *(
         f"tests/test_report.py::test_{name}"
         for name in (
@@ -135,6 +136,20 @@ NEVER_CONSTANT = "a blend is never constant (jet has no grey), so high > low and
 SAME_MEAN = "the loop then recomputes dssim_mean as the same mean"
 UNREACHABLE_EMPTY = "an empty result fails in perturbation_norms before: len(result) is never 0 here"
 SAME_NAN = "where attempts is 0, hits is 0 too: 0 / 0 gives the same NaN"
+ZERO_OVER_ZERO = "where the denominator is 0 the numerator is 0 too (maps are non-negative): 0 / 0 gives the same NaN"
+NO_DIVIDE = "no nonzero is divided by 0 (maps are non-negative: a zero denominator has a zero numerator), no warning"
+ASTYPE_NONE = "astype(None) converts to float64, the dtype asked for"
+INT_COORDINATES = "integer or float64 coordinates times float64 weights give the same float64 products"
+SORT_KIND = "numpy reads the sort kind case-insensitively"
+CAST = "typing.cast returns its value unchanged, whatever the type it names"
+FALSY = "None is as false as False where the flag is read"
+CONSTANT_SHIFT = "a constant added to a sample's image is removed by the final min-max scaling of that sample"
+FLOAT64_VALUES = "skimage returns float64 values: the array is float64 without the dtype too"
+CHANNELS_UNREAD = "check_ssim_method reads only the first two sides of the shape, never the channel count"
+NAN_SPELLING = "float() reads 'NAN' as it reads 'nan'"
+ORIENT_CASE = "pandas reads orient case-insensitively"
+INF_FORMAT = "format(value, '.4g') writes inf, -inf and nan as str() does"
+TF_FLOAT32 = "tf.image.ssim converts float images to float32 itself, whatever their float dtype"
 
 EQUIVALENT: dict[str, str] = {
     "medadv.metrics.attack.x_psnr__mutmut_5": WARNING_ONLY,
@@ -175,6 +190,48 @@ EQUIVALENT: dict[str, str] = {
     "medadv.metrics.heatmap.x_heatmap_summary__mutmut_23": SAME_MEAN,
     "medadv.metrics.heatmap.x_heatmap_summary__mutmut_24": SAME_MEAN,
     "medadv.metrics.attack.x_success_matrix__mutmut_38": SAME_NAN,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_14": ANY_NEGATIVE_LENGTH,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_22": ANY_NEGATIVE_LENGTH,
+    "medadv.metrics.heatmap.x_heatmap_table__mutmut_66": ANY_NEGATIVE_LENGTH,
+    "medadv.metrics.heatmap.x_heatmap_table__mutmut_74": ANY_NEGATIVE_LENGTH,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_16": ASTYPE_NONE,
+    "medadv.metrics.heatmap.x_heatmap_table__mutmut_60": ASTYPE_NONE,
+    "medadv.metrics.heatmap.x_heatmap_table__mutmut_68": ASTYPE_NONE,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_76": ASTYPE_NONE,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_77": ASTYPE_NONE,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_7": INT_COORDINATES,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_9": INT_COORDINATES,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_31": NO_DIVIDE,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_33": NO_DIVIDE,
+    "medadv.metrics.heatmap.x__top_region_iou__mutmut_15": NO_DIVIDE,
+    "medadv.metrics.heatmap.x__top_region_iou__mutmut_17": NO_DIVIDE,
+    "medadv.metrics.heatmap.x__centre_of_mass__mutmut_44": ZERO_OVER_ZERO,
+    "medadv.metrics.heatmap.x__top_region_iou__mutmut_28": ZERO_OVER_ZERO,
+    "medadv.metrics.heatmap.x__dssim__mutmut_6": SAME_DEFAULT,
+    "medadv.metrics.heatmap.x__top_region__mutmut_12": SAME_DEFAULT,
+    "medadv.metrics.heatmap.x__top_region__mutmut_17": SORT_KIND,
+    "medadv.metrics.heatmap.x_heatmap_table__mutmut_23": CAST,
+    "medadv.metrics.heatmap.x_heatmap_table__mutmut_27": CAST,
+    "medadv.metrics.heatmap.x_heatmap_table__mutmut_53": FALSY,
+    "medadv.metrics.heatmap.x_overlay__mutmut_21": CONSTANT_SHIFT,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_13": SAME_DEFAULT,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_15": SAME_DEFAULT,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_45": SAME_DEFAULT,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_53": FLOAT64_VALUES,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_55": FLOAT64_VALUES,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_9": CHANNELS_UNREAD,
+    "medadv.attacks.result.x__write_npz__mutmut_23": FALSY,
+    "medadv.attacks.result.x_load_probabilities__mutmut_4": FALSY,
+    "medadv.attacks.result.x_load_probabilities__mutmut_6": SAME_DEFAULT,
+    "medadv.metrics.classification.x_classification_scores__mutmut_32": NAN_SPELLING,
+    "medadv.metrics.classification.x_classification_scores__mutmut_53": SAME_DEFAULT,
+    "medadv.metrics.transfer.x_targets_table__mutmut_16": ORIENT_CASE,
+    "medadv.report.html.x__number__mutmut_2": INF_FORMAT,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_30": TF_FLOAT32,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_32": TF_FLOAT32,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_34": TF_FLOAT32,
+    "medadv.metrics.similarity.x_ssim_per_sample__mutmut_36": TF_FLOAT32,
+    "medadv.report.html.x_table_html__mutmut_14": SAME_DEFAULT,
 }
 
 

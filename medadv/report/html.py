@@ -63,7 +63,7 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
     for column in result.columns:
         if str(column) == "run_id" or str(column).endswith("_run_id"):
             result[column] = result[column].map(lambda run_id: str(run_id)[:8])
-        elif result[column].dtype == object:
+        elif pd.api.types.is_string_dtype(result[column].dtype):  # object or (pandas 3) str columns
             result[column] = result[column].map(_short_uris)
     result.columns = pd.Index([_short_uris(c) for c in result.columns], name=result.columns.name)
     if result.index.name == "run_id":
