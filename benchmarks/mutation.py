@@ -69,6 +69,7 @@ FAST_TESTS = (
     "tests/test_metrics_by_hand.py",
     "tests/test_figures_by_hand.py",
     "tests/test_report_and_map_metrics_by_hand.py",
+    "tests/test_ecg_metrics_by_hand.py",
     *(
         f"tests/test_report.py::test_{name}"
         for name in (
@@ -146,10 +147,22 @@ FALSY = "None is as false as False where the flag is read"
 CONSTANT_SHIFT = "a constant added to a sample's image is removed by the final min-max scaling of that sample"
 FLOAT64_VALUES = "skimage returns float64 values: the array is float64 without the dtype too"
 CHANNELS_UNREAD = "check_ssim_method reads only the first two sides of the shape, never the channel count"
-NAN_SPELLING = "float() reads 'NAN' as it reads 'nan'"
 ORIENT_CASE = "pandas reads orient case-insensitively"
 INF_FORMAT = "format(value, '.4g') writes inf, -inf and nan as str() does"
 TF_FLOAT32 = "tf.image.ssim converts float images to float32 itself, whatever their float dtype"
+NAN_CASE = 'float() reads "NAN" and "INF" case-insensitively: the same NaN or inf'
+SAME_PEAKS = "ecg_quality without rpeaks finds them by the same ecg_peaks on the same cleaned signal"
+CLEAN_FLOAT64 = "ecg_clean returns float64 whatever the input's dtype: the same cleaned signal, peaks and quality"
+SLICE_TO_END = "a slice ending at None or past the record's end stops at the record's end, as at its length"
+TOO_SHORT_EITHER_WAY = "0 or 1 samples: neurokit2's filter refuses both with the same ValueError (padlen 18)"
+ONE_BIN_BAND = "a band holding one bin centre k has its middle within half a bin of k: its nearest bin is k again"
+TWO_AXES = "the tensor is 2-D here ((n, length) signals, (batch, classes) outputs): axis +1 is axis -1"
+WINDOW_CAST = "the window is copied into the float32 padded array either way (device_filter casts to float64 itself)"
+RECORD_CAST = "tf's + converts the numpy record to the shifted window's float32: the values asarray float32 gives"
+SAME_STREAM = "Generator.integers(high) draws from [0, high) with the same stream as integers(0, high)"
+ONE_ROW_PER_RECORD = "offsets is drawn with one row per record: the zip never sees unequal lengths"
+INFERENCE_BY_DEFAULT = "a Keras model called with training None outside fit runs in inference mode, as with False"
+DISPLAY_ONLY = "a tqdm progress-bar argument (description, unit, or the stream: stderr is tqdm's default): display only"
 
 EQUIVALENT: dict[str, str] = {
     "medadv.metrics.attack.x_psnr__mutmut_5": WARNING_ONLY,
@@ -223,7 +236,7 @@ EQUIVALENT: dict[str, str] = {
     "medadv.attacks.result.x__write_npz__mutmut_23": FALSY,
     "medadv.attacks.result.x_load_probabilities__mutmut_4": FALSY,
     "medadv.attacks.result.x_load_probabilities__mutmut_6": SAME_DEFAULT,
-    "medadv.metrics.classification.x_classification_scores__mutmut_32": NAN_SPELLING,
+    "medadv.metrics.classification.x_classification_scores__mutmut_32": NAN_CASE,
     "medadv.metrics.classification.x_classification_scores__mutmut_53": SAME_DEFAULT,
     "medadv.metrics.transfer.x_targets_table__mutmut_16": ORIENT_CASE,
     "medadv.report.html.x__number__mutmut_2": INF_FORMAT,
@@ -232,6 +245,46 @@ EQUIVALENT: dict[str, str] = {
     "medadv.metrics.similarity.x_ssim_per_sample__mutmut_34": TF_FLOAT32,
     "medadv.metrics.similarity.x_ssim_per_sample__mutmut_36": TF_FLOAT32,
     "medadv.report.html.x_table_html__mutmut_14": SAME_DEFAULT,
+    "medadv.metrics.ecg_plausibility.x_rr_statistics__mutmut_14": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_rr_statistics__mutmut_36": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_rr_statistics__mutmut_48": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_plausibility_metrics__mutmut_29": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_plausibility_metrics__mutmut_42": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_plausibility_metrics__mutmut_53": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_perturbation_figures__mutmut_34": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_r_peaks__mutmut_41": NAN_CASE,
+    "medadv.metrics.ecg_plausibility.x_r_peaks__mutmut_28": SAME_PEAKS,
+    "medadv.metrics.ecg_plausibility.x_r_peaks__mutmut_32": SAME_PEAKS,
+    "medadv.metrics.ecg_plausibility.x_r_peaks__mutmut_10": CLEAN_FLOAT64,
+    "medadv.metrics.ecg_plausibility.x_r_peaks__mutmut_12": CLEAN_FLOAT64,
+    "medadv.metrics.ecg_plausibility.x_plausibility_table__mutmut_18": SLICE_TO_END,
+    "medadv.metrics.ecg_plausibility.x_plausibility_table__mutmut_24": SLICE_TO_END,
+    "medadv.metrics.ecg_plausibility.x_plausibility_table__mutmut_29": TOO_SHORT_EITHER_WAY,
+    "medadv.attacks.ecgadv.filters.x_fft_zeroed_bins__mutmut_22": ONE_BIN_BAND,
+    "medadv.attacks.ecgadv.filters.x_circular_shift__mutmut_2": TWO_AXES,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_64": TWO_AXES,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_8": WINDOW_CAST,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_10": WINDOW_CAST,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_12": ANY_NEGATIVE_LENGTH,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_15": RECORD_CAST,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_17": RECORD_CAST,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_53": SAME_STREAM,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_73": ONE_ROW_PER_RECORD,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_76": ONE_ROW_PER_RECORD,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_77": ONE_ROW_PER_RECORD,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_88": INFERENCE_BY_DEFAULT,
+    "medadv.attacks.ecgadv.universal.x_universal_evaluation__mutmut_90": INFERENCE_BY_DEFAULT,
+    "medadv.attacks.ecgadv.universal.x_universal_control__mutmut_8": FALSY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_53": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_55": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_57": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_58": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_59": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_60": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_61": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_62": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_63": DISPLAY_ONLY,
+    "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_156": ORIENT_CASE,
 }
 
 
