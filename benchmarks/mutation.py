@@ -68,6 +68,7 @@ FAST_TESTS = (
     "tests/test_metrics.py",
     "tests/test_metrics_by_hand.py",
     "tests/test_figures_by_hand.py",
+    "tests/test_report_tables_by_hand.py",
     *(
         f"tests/test_report.py::test_{name}"
         for name in (
@@ -135,6 +136,12 @@ NEVER_CONSTANT = "a blend is never constant (jet has no grey), so high > low and
 SAME_MEAN = "the loop then recomputes dssim_mean as the same mean"
 UNREACHABLE_EMPTY = "an empty result fails in perturbation_norms before: len(result) is never 0 here"
 SAME_NAN = "where attempts is 0, hits is 0 too: 0 / 0 gives the same NaN"
+INDEX_REPLACED = "every caller replaces the concatenated index with its run_id column"
+NO_SAMPLES_NAN = "where n is 0 wilson_interval gives the same (NaN, NaN)"
+SAME_LENGTHS = "the zipped sequences always have one length (two columns of one table; one entry per shard)"
+MULTI_KEY_SORT = "sorting on several columns pandas uses a stable lexsort and ignores kind"
+FALSY_NONE = "None is read as false, like the False it replaces (no categorical keys here)"
+ALL_NUMERIC = "every column but the group keys is a logged metric, a number"
 
 EQUIVALENT: dict[str, str] = {
     "medadv.metrics.attack.x_psnr__mutmut_5": WARNING_ONLY,
@@ -175,6 +182,34 @@ EQUIVALENT: dict[str, str] = {
     "medadv.metrics.heatmap.x_heatmap_summary__mutmut_23": SAME_MEAN,
     "medadv.metrics.heatmap.x_heatmap_summary__mutmut_24": SAME_MEAN,
     "medadv.metrics.attack.x_success_matrix__mutmut_38": SAME_NAN,
+    "medadv.report.tables.x__concat__mutmut_5": INDEX_REPLACED,
+    "medadv.report.tables.x__concat__mutmut_7": INDEX_REPLACED,
+    "medadv.report.tables.x__concat__mutmut_8": INDEX_REPLACED,
+    "medadv.report.tables.x__interval__mutmut_6": NO_SAMPLES_NAN,
+    "medadv.report.tables.x_attack_table__mutmut_16": SAME_LENGTHS,
+    "medadv.report.tables.x_attack_table__mutmut_19": SAME_LENGTHS,
+    "medadv.report.tables.x_attack_table__mutmut_22": SAME_LENGTHS,
+    "medadv.report.tables.x_merged_transfer__mutmut_9": SAME_LENGTHS,
+    "medadv.report.tables.x_merged_transfer__mutmut_12": SAME_LENGTHS,
+    "medadv.report.tables.x_merged_transfer__mutmut_13": SAME_LENGTHS,
+    "medadv.report.tables.x_attack_table__mutmut_34": MULTI_KEY_SORT,
+    "medadv.report.tables.x_attack_table__mutmut_36": MULTI_KEY_SORT,
+    "medadv.report.tables.x_attack_table__mutmut_45": MULTI_KEY_SORT,
+    "medadv.report.tables.x_attack_table__mutmut_46": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_33": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_35": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_47": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_48": MULTI_KEY_SORT,
+    "medadv.report.tables.x_headline_table__mutmut_25": FALSY_NONE,
+    "medadv.report.tables.x_heatmap_table__mutmut_54": FALSY_NONE,
+    "medadv.report.tables.x_robustness_matrix__mutmut_6": FALSY_NONE,
+    "medadv.report.tables.x_transfer_matrix__mutmut_6": FALSY_NONE,
+    "medadv.report.tables.x_transfer_robustness_matrix__mutmut_5": FALSY_NONE,
+    "medadv.report.tables.x_heatmap_table__mutmut_58": SAME_DEFAULT,
+    "medadv.report.tables.x_robustness_matrix__mutmut_10": SAME_DEFAULT,
+    "medadv.report.tables.x_transfer_matrix__mutmut_10": SAME_DEFAULT,
+    "medadv.report.tables.x_transfer_robustness_matrix__mutmut_9": SAME_DEFAULT,
+    "medadv.report.tables.x_heatmap_table__mutmut_67": ALL_NUMERIC,
 }
 
 
