@@ -70,6 +70,7 @@ FAST_TESTS = (
     "tests/test_figures_by_hand.py",
     "tests/test_report_and_map_metrics_by_hand.py",
     "tests/test_ecg_metrics_by_hand.py",
+    "tests/test_report_tables_by_hand.py",
     *(
         f"tests/test_report.py::test_{name}"
         for name in (
@@ -163,6 +164,11 @@ SAME_STREAM = "Generator.integers(high) draws from [0, high) with the same strea
 ONE_ROW_PER_RECORD = "offsets is drawn with one row per record: the zip never sees unequal lengths"
 INFERENCE_BY_DEFAULT = "a Keras model called with training None outside fit runs in inference mode, as with False"
 DISPLAY_ONLY = "a tqdm progress-bar argument (description, unit, or the stream: stderr is tqdm's default): display only"
+INDEX_REPLACED = "every caller replaces the concatenated index with its run_id column"
+NO_SAMPLES_NAN = "where n is 0 wilson_interval gives the same (NaN, NaN)"
+SAME_LENGTHS = "the zipped sequences always have one length (two columns of one table; one entry per shard)"
+MULTI_KEY_SORT = "sorting on several columns pandas uses a stable lexsort and ignores kind"
+ALL_NUMERIC = "every column but the group keys is a logged metric, a number"
 
 EQUIVALENT: dict[str, str] = {
     "medadv.metrics.attack.x_psnr__mutmut_5": WARNING_ONLY,
@@ -285,6 +291,34 @@ EQUIVALENT: dict[str, str] = {
     "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_62": DISPLAY_ONLY,
     "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_63": DISPLAY_ONLY,
     "medadv.attacks.ecgadv.universal.x_universal_table__mutmut_156": ORIENT_CASE,
+    "medadv.report.tables.x__concat__mutmut_5": INDEX_REPLACED,
+    "medadv.report.tables.x__concat__mutmut_7": INDEX_REPLACED,
+    "medadv.report.tables.x__concat__mutmut_8": INDEX_REPLACED,
+    "medadv.report.tables.x__interval__mutmut_6": NO_SAMPLES_NAN,
+    "medadv.report.tables.x_attack_table__mutmut_16": SAME_LENGTHS,
+    "medadv.report.tables.x_attack_table__mutmut_19": SAME_LENGTHS,
+    "medadv.report.tables.x_attack_table__mutmut_22": SAME_LENGTHS,
+    "medadv.report.tables.x_merged_transfer__mutmut_9": SAME_LENGTHS,
+    "medadv.report.tables.x_merged_transfer__mutmut_12": SAME_LENGTHS,
+    "medadv.report.tables.x_merged_transfer__mutmut_13": SAME_LENGTHS,
+    "medadv.report.tables.x_attack_table__mutmut_34": MULTI_KEY_SORT,
+    "medadv.report.tables.x_attack_table__mutmut_36": MULTI_KEY_SORT,
+    "medadv.report.tables.x_attack_table__mutmut_45": MULTI_KEY_SORT,
+    "medadv.report.tables.x_attack_table__mutmut_46": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_33": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_35": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_47": MULTI_KEY_SORT,
+    "medadv.report.tables.x_metrics_table__mutmut_48": MULTI_KEY_SORT,
+    "medadv.report.tables.x_headline_table__mutmut_25": FALSY,
+    "medadv.report.tables.x_heatmap_table__mutmut_54": FALSY,
+    "medadv.report.tables.x_robustness_matrix__mutmut_6": FALSY,
+    "medadv.report.tables.x_transfer_matrix__mutmut_6": FALSY,
+    "medadv.report.tables.x_transfer_robustness_matrix__mutmut_5": FALSY,
+    "medadv.report.tables.x_heatmap_table__mutmut_58": SAME_DEFAULT,
+    "medadv.report.tables.x_robustness_matrix__mutmut_10": SAME_DEFAULT,
+    "medadv.report.tables.x_transfer_matrix__mutmut_10": SAME_DEFAULT,
+    "medadv.report.tables.x_transfer_robustness_matrix__mutmut_9": SAME_DEFAULT,
+    "medadv.report.tables.x_heatmap_table__mutmut_67": ALL_NUMERIC,
 }
 
 

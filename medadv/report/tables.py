@@ -213,7 +213,8 @@ def attack_table(rows: list[AttackRow]) -> pd.DataFrame:
     table = pd.DataFrame([a.row for a in rows], columns=_ATTACK_COLUMNS).set_index("run_id")
     for metric in INTERVAL_METRICS:
         bounds = [_interval(rate, n) for rate, n in zip(table[metric], table["num_samples"], strict=True)]
-        table[[f"{metric}_low", f"{metric}_high"]] = pd.DataFrame(bounds, index=table.index, dtype=float)
+        columns = [f"{metric}_low", f"{metric}_high"]  # named: with no attack there are no bounds to count them
+        table[columns] = pd.DataFrame(bounds, index=table.index, columns=columns, dtype=float)
     return table.sort_values(["model", "attack", "target", "eps"], kind="stable")
 
 
