@@ -112,7 +112,9 @@ FAST_TESTS = (
         for name in (
             "zscore_uses_population_statistics_and_an_optional_mask",
             "smoothness_is_the_variance_of_the_zero_padded_first_difference", "type1_distance_per_metric",
-            "cw_margin_and_success", "evaluation_distances_on_a_hand_made_record", "binary_search_update_sequence",
+            "cw_margin_and_success", "untargeted_margin_and_the_default_kappa",
+            "binary_search_takes_c_at_1e9_as_no_upper_bound_yet", "evaluation_distances_on_a_hand_made_record",
+            "binary_search_update_sequence",
             "selection_rules", "record_lengths_find_the_zero_padding", "fft_zeroed_bins",
             "fft_zeroed_bins_reject_bands_above_nyquist", "parse_bands",
             "fft_filter_zeroes_exactly_those_bins_and_commutes_with_shifts",

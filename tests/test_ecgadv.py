@@ -86,6 +86,17 @@ def test_cw_margin_and_success(kappa: float, margin: list[float], success: list[
     np.testing.assert_array_equal(targeted_success(logits, target, kappa).numpy(), success)
 
 
+def test_untargeted_margin_and_the_default_kappa() -> None:
+    logits = np.array([[1.0, 3.0, 2.0], [5.0, 0.0, 1.0]], dtype=np.float32)
+    labels = np.array([1, 0])
+    # away from the true class: max(0, Z_y - max other + kappa): 3 - 2 + 0.5 = 1.5, 5 - 1 + 0.5 = 4.5
+    np.testing.assert_allclose(cw_margin(logits, labels, 0.5, targeted=False).numpy(), [1.5, 4.5])
+    # kappa 0 by default: the target 1 wins by 0.5 (3 vs 2.5), which a kappa of 1 would not count; the target 2
+    # loses (1 vs 5)
+    close = np.array([[1.0, 3.0, 2.5], [5.0, 0.0, 1.0]], dtype=np.float32)
+    np.testing.assert_array_equal(targeted_success(close, np.array([1, 2])).numpy(), [True, False])
+
+
 def test_evaluation_distances_on_a_hand_made_record() -> None:
     x_adv = column(1, 2, 4, 4)
     distances = evaluation_distances(np.zeros_like(x_adv), x_adv)
@@ -110,6 +121,15 @@ def test_binary_search_update_sequence() -> None:
     np.testing.assert_allclose(np.array(seen)[:, 1], 1e-2 / 2 ** np.arange(6))
     np.testing.assert_allclose(lower, [0.325, 0.0])
     np.testing.assert_allclose(upper, [0.55, 1e-2 / 16])
+
+
+def test_binary_search_takes_c_at_1e9_as_no_upper_bound_yet() -> None:
+    """C&W's rule: c is bisected once the upper bound is below 1e9 (strictly); a success at c = 1e9 leaves the
+    bound at 1e9, still "unknown", so c stays (success) rather than becoming the midpoint or growing."""
+    c, lower, upper = binary_search_update(np.array([1e9]), np.zeros(1), np.full(1, 1e10), np.array([True]))
+    np.testing.assert_array_equal(c, [1e9])
+    np.testing.assert_array_equal(upper, [1e9])
+    np.testing.assert_array_equal(lower, [0.0])
 
 
 def test_selection_rules() -> None:
