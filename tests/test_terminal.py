@@ -83,7 +83,9 @@ INTERRUPTED_ATTACK = {
 }  # fmt: skip
 
 
-def _interrupt_mid_run(command: list[str], env: dict[str, str], cwd: Path, client: mlflow.MlflowClient):  # type: ignore[no-untyped-def]
+def _interrupt_mid_run(
+    command: list[str], env: dict[str, str], cwd: Path, client: mlflow.MlflowClient
+) -> tuple[str, int, str]:
     """Start `command` in its own process group, wait until its attack run has logged a batch, then press Ctrl-C
     as a terminal does (SIGINT to the whole group); returns the run id, the exit code and stderr."""
     with (cwd / "interrupted.err").open("w") as stderr:

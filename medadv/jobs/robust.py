@@ -33,7 +33,7 @@ from medadv.defenses import (
     train_with_online_pgd,
 )
 from medadv.jobs.generators import victim_and_splits
-from medadv.metrics import robust_accuracy, summarize
+from medadv.metrics import clean_accuracy, robust_accuracy
 from medadv.models.resume import EpochRecord
 from medadv.settings import TrainSettings
 from medadv.tracking.checkpoints import RunCheckpoints
@@ -153,10 +153,10 @@ def _robustness(
     sample, and `robust_accuracy_victim_crafted`: the robust model on the test data crafted against the victim,
     as DeepCustom evaluated its robust models.
 
-    Both accuracies are the attack run's, through the attack path and `summarize`: `robust_accuracy` is one
-    definition everywhere (the share of the attacked samples still classified correctly); here the attacked
-    samples are the whole test split, as an attack run with `selection=all`. DGN data comes from the victim's
-    generators, so it is the same for both models (unless `misclassified_only`, which checks each model).
+    Both accuracies are the attack run's, through the attack path and the functions `summarize` logs them with:
+    `robust_accuracy` is one definition everywhere (the share of the attacked samples still classified correctly);
+    here the attacked samples are the whole test split, as an attack run with `selection=all`. DGN data comes from
+    the victim's generators, so it is the same for both models (unless `misclassified_only`, which checks each).
     """
     metrics, crafted = {}, {}
     options: dict[str, Any] = {"generators": generators} if isinstance(config, DGNConfig) else {}
@@ -165,9 +165,8 @@ def _robustness(
         attacker = make_attack(attack_name, model, config, test.clip_range, batch_size, **options)
         batches = attack_batches(attacker, model, test, untargeted, batch_size=batch_size, progress=False)
         result = AttackResult.concatenate([part for _, part in batches])
-        scores = summarize(result, test.clip_range, test.class_names)
-        metrics[f"{prefix}clean_accuracy"] = scores["selected_clean_accuracy"]
-        metrics[f"{prefix}robust_accuracy"] = scores["robust_accuracy"]
+        metrics[f"{prefix}clean_accuracy"] = clean_accuracy(result.y_true, result.y_clean)
+        metrics[f"{prefix}robust_accuracy"] = robust_accuracy(result.y_true, result.y_adv)
         crafted[prefix] = result.x_adv
     on_victims_data = predict(robust, crafted["victim_"]).argmax(1)
     metrics["robust_accuracy_victim_crafted"] = robust_accuracy(test.y, on_victims_data)

@@ -196,8 +196,8 @@ def merged_transfer(shards: list[RunRecord], result: AttackResult, ledger: Ledge
     not add up across shards, probabilities do. A target some shard saved none for (a run from before) is left
     out and listed."""
     probabilities = {}
+    saved = [shard.transfer_probabilities or {} for shard in shards]
     for uri in transfer_targets(shards[0]):
-        saved = [shard.transfer_probabilities or {} for shard in shards]
         lacking = [shard for shard, targets in zip(shards, saved, strict=True) if uri not in targets]
         if lacking:
             reason = f"{len(lacking)} of {len(shards)} shards saved no probabilities"
