@@ -17,10 +17,11 @@ import numpy as np
 _DESCRIPTION = ("class_names", "clip_range")
 
 
-def _write_npz(path: Path, arrays: Mapping[str, Any]) -> Path:
+def _write_npz(path: Path, arrays: Mapping[str, Any], compress: bool = True) -> Path:
     """`arrays` as one `.npz` without pickles: np.savez_compressed's format at deflate level 1, not its 6 (6-10x
-    faster, about 15% larger)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    faster, about 15% larger); np.savez's, stored as is, with `compress=False`."""
+    method, level = (zipfile.ZIP_DEFLATED, 1) if compress else (zipfile.ZIP_STORED, None)
+    with zipfile.ZipFile(path, "w", method, compresslevel=level) as archive:
         for name, values in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(values), allow_pickle=False)
@@ -59,10 +60,11 @@ class AttackResult:
     def _arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _DESCRIPTION}
 
-    def save(self, path: Path) -> Path:
-        """Write one compressed `.npz` (with `delta` stored too, for readers without medadv)."""
+    def save(self, path: Path, compress: bool = True) -> Path:
+        """Write one `.npz` (with `delta` stored too, for readers without medadv), compressed unless it is a file
+        kept only until the run ends (a batch's progress file)."""
         description = {"class_names": np.array(self.class_names, dtype=str), "clip_range": np.array(self.clip_range)}
-        return _write_npz(path, {"delta": self.delta, **self._arrays(), **description})
+        return _write_npz(path, {"delta": self.delta, **self._arrays(), **description}, compress)
 
     @classmethod
     def load(cls, path: Path | IO[bytes]) -> AttackResult:

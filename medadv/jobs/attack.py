@@ -1,9 +1,10 @@
 """The `attack` entry point: attack a victim batch by batch, log every batch, resume a killed run.
 
-Each finished batch is logged at once as `progress/batch_NNNNN.npz`; a run started again with
-`run_id` downloads those, skips their batches and goes on, so the final artifacts equal those of
-an uninterrupted run. At the end the batches are joined into the contract's one `.npz` and one
-Parquet table, and the progress files are removed where the artifact store allows it.
+Each finished batch is logged at once as `progress/batch_NNNNN.npz` (uploaded by a background thread while the
+next batch is attacked: medadv.tracking.background); a run started again with `run_id` downloads those, skips
+their batches and goes on, so the final artifacts equal those of an uninterrupted run. At the end the batches
+are joined into the contract's one `.npz` and one Parquet table, and the progress files are removed where the
+artifact store allows it.
 """
 
 from __future__ import annotations
@@ -70,10 +71,10 @@ from medadv.metrics.ecg_plausibility import run_plausibility
 from medadv.metrics.similarity import check_ssim_method
 from medadv.metrics.transfer import targets_table
 from medadv.settings import AttackSettings
-from medadv.tracking.artifacts import log_artifact
+from medadv.tracking.background import BackgroundLog, background_log
 from medadv.tracking.lineage import log_model_inputs
 from medadv.tracking.registry import PinnedModel, load_generators, load_model, pin_model, trained_on
-from medadv.tracking.runs import as_given, connect, log_dataset, log_figure, same_param, show_at_end, start_step_run
+from medadv.tracking.runs import as_given, connect, log_dataset, same_param, show_at_end, start_step_run
 from medadv.tracking.writer import check_free
 
 HEADLINE_METRICS = ("fooling_rate", "robust_accuracy", "attack_success_rate", "linf_mean", "l2_mean")
@@ -88,23 +89,26 @@ def attack(settings: AttackSettings, tracking_uri: str | None = None, experiment
     attacker = crafting.on(models.victim)
     samples, y_target = _attacked_samples(settings, inputs, models.victim)
     name = _run_name(settings, inputs, models.pinned)
-    with start_step_run("attack", _params(settings, inputs.config, models), run_id=models.resumed, name=name) as run:
-        mlflow.set_tags(_tags(settings, inputs, models.pinned, crafting))
+    tags = _tags(settings, inputs, models.pinned, crafting)
+    with start_step_run("attack", _params(settings, inputs.config, models), models.resumed, name, tags) as run:
         log_model_inputs([models.pinned.uri, *models.target_uris])
         log_dataset(samples, context="attack")
-        with tempfile.TemporaryDirectory(prefix="medadv-attack-") as temporary:
+        with (
+            tempfile.TemporaryDirectory(prefix="medadv-attack-") as temporary,
+            background_log(run.info.run_id, Path(temporary)) as log,  # computing goes on while it logs
+        ):
             folder = Path(temporary)
-            result = _attacked_batches(run.info.run_id, crafting, attacker, models.victim, samples, y_target, folder)
-            _log_result(result, samples, folder, settings.ssim)
+            result = _attacked_batches(crafting, attacker, models.victim, samples, y_target, folder, log)
+            _log_result(result, samples, folder, settings.ssim, log)
             if settings.defense:  # the same attack crafted on the bare model, replayed through the defense
-                mlflow.log_metrics(_defense_metrics(crafting, models, samples, y_target, result), synchronous=True)
+                log.metrics(_defense_metrics(crafting, models, samples, y_target, result))
             run_record = AttackRun(result, models.victim.model, inputs.data, inputs.config, settings)
-            _log_extras(inputs.spec.extras(run_record), folder)
+            _log_extras(inputs.spec.extras(run_record), folder, log)
             if models.targets:  # foe's white-box baseline: the same attack crafted on each target, where it fits
                 white_box = (
                     _white_box(crafting, models.targets, samples, y_target) if inputs.spec.white_box_transfer else {}
                 )
-                _log_transfer(result, models.targets, white_box, folder)
+                _log_transfer(result, models.targets, white_box, folder, log)
         _delete_progress(run.info.artifact_uri)
         return str(run.info.run_id)
 
@@ -241,16 +245,17 @@ def _tags(settings: AttackSettings, inputs: _Inputs, pinned: PinnedModel, crafti
 
 
 def _attacked_batches(
-    run_id: str,
     crafting: _Crafting,
     attacker: Attack,
     victim: Victim,
     samples: Dataset,
     y_target: np.ndarray,
     folder: Path,
+    log: BackgroundLog,
 ) -> AttackResult:
-    """Attack batch by batch, each logged at once under `progress/`; a resumed run skips the batches logged."""
-    done = _download_progress(run_id, folder)
+    """Attack batch by batch, each handed to `log` at once for `progress/` (written as is: it is removed at the
+    end); a resumed run skips the batches logged."""
+    done = _download_progress(log.run_id, folder)
     if done:
         print(f"resuming: {len(done)} finished batches found, skipping them")
     # closing(): a failure mid-run closes the progress bar before the error is reported, not after.
@@ -259,8 +264,7 @@ def _attacked_batches(
     )
     with closing(batches):
         for index, batch in batches:
-            path = batch.save(folder / f"batch_{index:05d}.npz")
-            log_artifact(str(path), PROGRESS)
+            log.artifact(batch.save(folder / f"batch_{index:05d}.npz", compress=False), PROGRESS)
             done[index] = batch
     return AttackResult.concatenate([done[index] for index in sorted(done)])
 
@@ -326,11 +330,10 @@ def _download_progress(run_id: str, folder: Path) -> dict[int, AttackResult]:
     return {int(path.stem.split("_")[1]): AttackResult.load(path) for path in sorted(local.glob("batch_*.npz"))}
 
 
-def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str) -> None:
+def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str, log: BackgroundLog) -> None:
     """The contract's artifacts, the summary metrics, the success matrix and the figures."""
     clip_range, class_names = samples.clip_range, samples.class_names
-    result.save(folder / ATTACK_RESULT)
-    log_artifact(str(folder / ATTACK_RESULT))
+    log.artifact(result.save(folder / ATTACK_RESULT))
     table = per_sample_table(result, clip_range, ssim)
     metrics = summarize(result, clip_range, class_names, ssim)
     if samples.fs_hz is not None:  # ECG records: ECGadv's evaluation distances d_L2, d_smooth, d_smooth_l2
@@ -340,17 +343,17 @@ def _log_result(result: AttackResult, samples: Dataset, folder: Path, ssim: str)
         plausibility, plausibility_metrics = run_plausibility(result, samples)  # ECG: would a cardiologist notice?
         table, metrics = pd.concat([table, plausibility], axis=1), metrics | plausibility_metrics
     table.to_parquet(folder / SAMPLES_TABLE, index=False)
-    log_artifact(str(folder / SAMPLES_TABLE))
+    log.artifact(folder / SAMPLES_TABLE)
     headline = {name: metrics[name] for name in HEADLINE_METRICS if name in metrics}
-    mlflow.log_metrics(headline, synchronous=True)  # first, so the runs list and compare view show them first
-    mlflow.log_metrics({name: value for name, value in metrics.items() if name not in headline}, synchronous=True)
+    log.metrics(headline)  # first, so the runs list and compare view show them first
+    log.metrics({name: value for name, value in metrics.items() if name not in headline})
     if (result.y_target >= 0).any():
         matrix = success_matrix(result, class_names)
         matrix.to_csv(folder / SUCCESS_MATRIX)
-        log_artifact(str(folder / SUCCESS_MATRIX))
-    log_figure(perturbation_figure(result, class_names), PERTURBATION_FIGURE)
+        log.artifact(folder / SUCCESS_MATRIX)
+    log.figure(perturbation_figure(result, class_names), PERTURBATION_FIGURE)
     if samples.fs_hz is not None:
-        log_figure(ecg_overlay_figure(result, class_names), ECG_OVERLAY_FIGURE)
+        log.figure(ecg_overlay_figure(result, class_names), ECG_OVERLAY_FIGURE)
     show_at_end(summary_table(result, class_names))
 
 
@@ -390,7 +393,7 @@ def _defense_metrics(
 
 
 def _log_transfer(
-    result: AttackResult, targets: dict[str, Victim], white_box: dict[str, np.ndarray], folder: Path
+    result: AttackResult, targets: dict[str, Victim], white_box: dict[str, np.ndarray], folder: Path, log: BackgroundLog
 ) -> None:
     """Replay the adversarial inputs on each target model beside its white-box adversarials (`white_box`):
     `transfer.csv`, one row per target, and the probabilities it was scored from (evaluate merges shards by them)."""
@@ -405,25 +408,24 @@ def _log_transfer(
     }
     table = targets_table(result, probabilities)
     table.to_csv(folder / TRANSFER_TABLE)
-    log_artifact(str(folder / TRANSFER_TABLE))
-    save_probabilities(probabilities, folder / TRANSFER_PROBABILITIES)
-    log_artifact(str(folder / TRANSFER_PROBABILITIES))
-    mlflow.log_metric("transfer_success_rate_mean", float(table["transfer_success_rate"].mean()))
+    log.artifact(folder / TRANSFER_TABLE)
+    log.artifact(save_probabilities(probabilities, folder / TRANSFER_PROBABILITIES))
+    log.metrics({"transfer_success_rate_mean": float(table["transfer_success_rate"].mean())})
 
 
-def _log_extras(extras: Extras, folder: Path) -> None:
+def _log_extras(extras: Extras, folder: Path, log: BackgroundLog) -> None:
     """Log what a family's extra evaluation returned, under the names it gave: tables as CSV, its notes printed,
     then its metrics and figures."""
     for path, table in extras.tables.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(folder / path)
-        log_artifact(str(folder / path), str(Path(path).parent) if "/" in path else None)
+        log.artifact(folder / path, str(Path(path).parent) if "/" in path else None)
     for note in extras.notes:
         print(f"note: {note}")
     if extras.metrics:
-        mlflow.log_metrics(extras.metrics, synchronous=True)
+        log.metrics(extras.metrics)
     for path, figure in extras.figures.items():
-        log_figure(figure, path)
+        log.figure(figure, path)
 
 
 def _delete_progress(artifact_uri: str) -> None:

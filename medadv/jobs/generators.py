@@ -110,8 +110,8 @@ def _class_generator(
     assert parent is not None, "a class run goes under its generator set's run"
     name = f"generator {config.loss} · class {train.class_names[class_index]}"
     run_id = earlier.info.run_id if earlier else None
-    with start_step_run("generator_class", {"class_index": class_index}, run_id=run_id, name=name) as class_run:
-        mlflow.set_tags({CLASS_TAG: str(class_index), "mlflow.parentRunId": parent.info.run_id})
+    tags = {CLASS_TAG: str(class_index), "mlflow.parentRunId": parent.info.run_id}
+    with start_step_run("generator_class", {"class_index": class_index}, run_id, name, tags) as class_run:
         checkpoints = RunCheckpoints(class_run.info.run_id)
         record = EpochRecord(checkpoints.save, checkpoints.resume(config.epochs))
         trained = train_generator(victim, train.x, train.y, class_index, config, train.clip_range, record)

@@ -72,8 +72,7 @@ def _explain_attack(settings: GradcamSettings) -> str:
         ATTACK_TAG: attack_run.data.tags.get(ATTACK_TAG, ""),
     }  # fmt: skip
     name = f"{settings.method} · {attack_run.info.run_name}"
-    with start_step_run("gradcam", asdict(settings) | inherited, name=name) as run:
-        mlflow.set_tags(tags)
+    with start_step_run("gradcam", asdict(settings) | inherited, name=name, tags=tags) as run:
         log_model_inputs([pinned.uri])
         clean = explainer(result.x, classes, batch_size=settings.batch_size)
         adversarial = explainer(result.x_adv, adversarial_classes, batch_size=settings.batch_size)
@@ -108,8 +107,8 @@ def _explain_clean(settings: GradcamSettings) -> str:
     data = load_dataset(settings.dataset, settings.data_dir, settings.split, **settings.data_kwargs)
     data = data.subset(slice(0, settings.num_samples or None))
     lineage = {"layer": explainer.layer, MODEL_VERSION_PARAM: pinned.uri}
-    with start_step_run("gradcam", asdict(settings) | lineage, name=f"{settings.method} clean · {pinned.short}") as run:
-        mlflow.set_tags(pinned.tags())
+    name = f"{settings.method} clean · {pinned.short}"
+    with start_step_run("gradcam", asdict(settings) | lineage, name=name, tags=pinned.tags()) as run:
         log_model_inputs([pinned.uri])
         y_clean = predict(model, data.x).argmax(axis=1)
         classes, _ = target_classes(settings.explain_class, y_true=data.y, y_clean=y_clean)

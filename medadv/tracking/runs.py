@@ -16,14 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.entities import Run, RunStatus
 from mlflow.utils.string_utils import quote
 
-from medadv.contract import DATASET_TAG, FINGERPRINT_TAG, STEP_TAG
+from medadv.contract import DATASET_TAG, FINGERPRINT_TAG, STEP_TAG, WRITER_TAG
 from medadv.data.base import Dataset
 from medadv.errors import MedadvError
 from medadv.tracking import artifacts
@@ -64,17 +63,6 @@ def connect(uri: str | None = None, experiment: str | None = None) -> str:
                 f"tracking server {uri} is unreachable ({reason}); start it or fix --tracking-uri"
             ) from None
     mlflow.set_tracking_uri(uri)
-    if uri.startswith(("http://", "https://")):  # /health is open even where the API needs credentials
-        try:
-            mlflow.MlflowClient(uri).search_experiments(max_results=1)
-        except mlflow.exceptions.MlflowException as error:
-            status = error.get_http_status_code()
-            if status in (401, 403):
-                raise TrackingError(
-                    f"tracking server {uri} refused the credentials (HTTP {status}); "
-                    "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-                ) from None
-            raise
     check_experiment_name(experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
     try:
         if experiment is None and ("MLFLOW_EXPERIMENT_ID" in os.environ or "MLFLOW_EXPERIMENT_NAME" in os.environ):
@@ -89,6 +77,12 @@ def connect(uri: str | None = None, experiment: str | None = None) -> str:
         if chosen.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
             mlflow.MlflowClient().set_experiment_tag(chosen.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     except mlflow.exceptions.MlflowException as error:
+        status = error.get_http_status_code()  # /health is open even where the API needs credentials
+        if status in (401, 403):
+            raise TrackingError(
+                f"tracking server {uri} refused the credentials (HTTP {status}); "
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+            ) from None
         raise TrackingError(f"tracking store {uri}: {error.message.splitlines()[0]}") from None
     return uri
 
@@ -104,14 +98,11 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def step_tags(step: str, dataset: Dataset | None = None) -> dict[str, str]:
+def step_tags(step: str) -> dict[str, str]:
     tags = {STEP_TAG: step}
     commit = git_commit()
     if commit:
         tags[COMMIT_TAG] = commit
-    if dataset is not None:
-        tags[DATASET_TAG] = dataset.name
-        tags[FINGERPRINT_TAG] = dataset.fingerprint()
     return tags
 
 
@@ -171,9 +162,14 @@ def show_at_end(figures: Mapping[str, Any] | pd.DataFrame) -> None:
 
 @contextmanager
 def start_step_run(
-    step: str, params: Mapping[str, Any], run_id: str | None = None, name: str | None = None
+    step: str,
+    params: Mapping[str, Any],
+    run_id: str | None = None,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Iterator[Run]:
-    """Start (or resume, with `run_id`) a run for one entry point and say where to look at it.
+    """Start (or resume, with `run_id`) a run for one entry point, with its `params` and `tags`, and say where to
+    look at it.
 
     A failure inside marks the run FAILED, so nothing half-done looks finished; Ctrl-C marks it KILLED (and keeps
     it so under `mlflow run`: medadv.tracking.killed) and raises `RunInterrupted`, which says how to resume it
@@ -181,23 +177,22 @@ def start_step_run(
     Inside another run (the `main` pipeline) the new run is nested under it. The run has one writer: a resume
     of a run that a live process writes refuses (medadv.tracking.writer). `name` says what the run did in the
     runs list (also for the run `mlflow run` opened, which would otherwise keep a random name). Figures given to
-    `show_at_end` are printed when the run has ended.
+    `show_at_end` are printed when the run has ended. A new run gets its name and tags (the writer's among them)
+    as it is created, and its params in one more request.
     """
     nested = mlflow.active_run() is not None
     opened_by_mlflow_run = None if nested else os.environ.get("MLFLOW_RUN_ID")  # start_run clears it
     existing = run_id or opened_by_mlflow_run  # `mlflow run` may resume one
-    writer = writer_lock.acquire(existing) if existing else None
+    writer = writer_lock.acquire(existing) if existing else writer_lock.Writer.me()
+    run_tags = step_tags(step) | dict(tags or {}) | {WRITER_TAG: str(writer)}
     with (
-        mlflow.start_run(run_id=run_id, tags=step_tags(step), nested=nested) as run,
+        mlflow.start_run(run_id=run_id, run_name=name, tags=run_tags, nested=nested) as run,
         writer_lock.hold(run.info.run_id, writer),
     ):
         try:
             # A resumed run, or the run `mlflow run` opened, holds some already (in the same form, see param_text).
-            logged = mlflow.get_run(run.info.run_id).data.params
+            logged = run.data.params
             mlflow.log_params({key: param_text(value) for key, value in params.items() if key not in logged})
-            if name:
-                mlflow.set_tag("mlflow.runName", name)
-                run = mlflow.get_run(run.info.run_id)
             print_banner(step, run)
             yield run
         except KeyboardInterrupt as interrupt:
@@ -263,10 +258,8 @@ def log_dataset(dataset: Dataset, context: str) -> None:
 def log_figure(figure: Figure, path: str) -> None:
     """`mlflow.log_figure`, with the file's checksum recorded (medadv.tracking.artifacts)."""
     with tempfile.TemporaryDirectory(prefix="medadv-figure-") as folder:
-        local = Path(folder) / Path(path).name
-        figure.savefig(local)
+        local = artifacts.save_figure(figure, Path(folder) / Path(path).name)
         artifacts.log_artifact(local, posixpath.dirname(path) or None)
-    plt.close(figure)
 
 
 @contextmanager

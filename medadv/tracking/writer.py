@@ -103,14 +103,13 @@ def acquire(run_id: str) -> Writer:
 
 
 @contextmanager
-def hold(run_id: str, me: Writer | None = None) -> Iterator[None]:
-    """Hold the run's lock for the block, refreshing its heartbeat; released when the block ends.
+def hold(run_id: str, me: Writer) -> Iterator[None]:
+    """Hold the run's lock for the block, refreshing its heartbeat; released when the block ends. The lock is
+    `me`'s already: a resume took it with `acquire`, a new run was created with it among its tags.
 
     A writer that dies keeps its tag; the next resume sees it dead and takes the lock over.
     """
     client = mlflow.MlflowClient()
-    me = me or Writer.me()
-    client.set_tag(run_id, WRITER_TAG, str(me))
     stop = threading.Event()
 
     def beat() -> None:
