@@ -12,6 +12,7 @@ from _flags import VERBOSE_LOG_LEVEL
 from mlflow.exceptions import MlflowException
 
 from medadv.errors import MedadvError
+from medadv.tracking.runs import error_line
 
 # Where the output cannot be written: a full disk or quota, a file-size limit, a read-only or forbidden folder.
 _CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -57,7 +58,7 @@ def run_step(step: Callable[[], object]) -> None:
     except MedadvError as error:
         sys.exit(f"medadv: error: {error}")
     except MlflowException as error:
-        sys.exit(f"medadv: error: {error.message.splitlines()[0]}")
+        sys.exit(f"medadv: error: {error_line(error.message)}")
     except KeyboardInterrupt as interrupt:
         print(f"medadv: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         sys.exit(130)

@@ -36,6 +36,7 @@ from medadv.jobs.train import TrainSettings
 from medadv.models import ModelError, build_model, check_victim
 from medadv.tracking import writer as writer_lock
 from medadv.tracking.names import InvalidName, check_alias, check_experiment_name, check_model_name, check_tags
+from medadv.tracking.runs import error_line
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +276,36 @@ def test_a_listed_name_cannot_escape_the_download_folder(tmp_path: Path, name: s
     with pytest.raises(MlflowException):
         _TamperedListing(str(store)).download_artifacts(name, str(downloads))
     assert [path for path in (tmp_path / "downloads").rglob("*") if path.is_file()] == []
+
+
+_URLLIB3 = "HTTPConnectionPool(host='127.0.0.1', port=37071): Max retries exceeded with url: {path} (Caused by {cause})"
+
+
+@pytest.mark.parametrize(
+    ("path", "cause", "expected"),
+    [
+        (
+            "/api/2.0/mlflow-artifacts/artifacts/1/0c9f/artifacts/samples.parquet",
+            "ResponseError('too many 500 error responses')",
+            "the tracking server http://127.0.0.1:37071 failed a request for samples.parquet"
+            " (ResponseError('too many 500 error responses'))",
+        ),
+        (
+            "/api/2.0/mlflow/runs/log-batch",
+            'NewConnectionError("<urllib3.connection.HTTPConnection object at 0x7f3>: Failed to establish a new'
+            ' connection: [Errno 111] Connection refused")',
+            "the tracking server http://127.0.0.1:37071 failed a request for /api/2.0/mlflow/runs/log-batch"
+            ' (NewConnectionError("Failed to establish a new connection: [Errno 111] Connection refused"))',
+        ),
+    ],
+    ids=["artifact upload", "tracking request"],
+)
+def test_a_request_that_failed_after_its_retries_is_one_short_line(path: str, cause: str, expected: str) -> None:
+    message = (
+        f"API request to http://127.0.0.1:37071{path} failed with exception {_URLLIB3.format(path=path, cause=cause)}"
+    )
+    assert error_line(message) == expected
+    assert (
+        error_line("RESOURCE_DOES_NOT_EXIST: Run 'x' not found\nmore detail")
+        == "RESOURCE_DOES_NOT_EXIST: Run 'x' not found"
+    )

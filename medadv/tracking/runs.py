@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping
@@ -48,6 +50,23 @@ class TrackingError(MedadvError):
 def tracking_uri(explicit: str | None = None) -> str:
     """`explicit`, else MLFLOW_TRACKING_URI, else the embedded SQLite store."""
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+# How MLflow's HTTP client words a request that failed after its retries: a URL, then urllib3's whole story.
+_FAILED_REQUEST = re.compile(r"API request to (?P<url>\S+) failed with exception .*?(?:\(Caused by (?P<cause>.*)\))?$")
+
+
+def error_line(message: str) -> str:
+    """The one line a step prints for an MLflow error: its first line, and for a request that failed after its
+    retries, the server, what was asked of it and why it failed (not urllib3's repetition of the URL)."""
+    first = message.splitlines()[0] if message else "MLflow failed"
+    failed = _FAILED_REQUEST.match(first)
+    if failed is None:
+        return first
+    url = urllib.parse.urlsplit(failed["url"])
+    asked = url.path.split("/artifacts/")[-1] if "/mlflow-artifacts/" in url.path else url.path
+    cause = re.sub(r"<[^>]*>:\s*", "", failed["cause"] or "no answer")  # an object's repr says nothing here
+    return f"the tracking server {url.scheme}://{url.netloc} failed a request for {asked} ({cause})"
 
 
 def connect(uri: str | None = None, experiment: str | None = None) -> str:
