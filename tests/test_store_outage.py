@@ -63,6 +63,7 @@ class RestartableS3:
         self._thread: threading.Thread | None = None
         self._marker: str | None = None
         self.downtimes: list[float] = []
+        self.outage = threading.Thread()  # the latest outage, once one has begun
 
     def start(self) -> None:
         port = int(self.endpoint.url.rsplit(":", 1)[1])
@@ -81,10 +82,16 @@ class RestartableS3:
     def stop_after(self, marker: str) -> None:
         self._marker = marker
 
+    def wait_until_back(self) -> None:
+        """Wait for the latest outage, if one began, to end: a step that fails may end while the store is down."""
+        if self.outage.ident is not None:
+            self.outage.join()
+
     def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if self._marker and environ["REQUEST_METHOD"] == "PUT" and self._marker in environ["PATH_INFO"]:
             self._marker = None
-            threading.Thread(target=self._outage, name="s3-outage").start()
+            self.outage = threading.Thread(target=self._outage, name="s3-outage")
+            self.outage.start()
         return self._app(environ, start_response)
 
     def _outage(self) -> None:
@@ -140,9 +147,11 @@ def _through_outage(
     """Run the step with the store stopped once after `marker`'s upload; check a failed run with `failed`, then
     resume it with --run_id. Returns the run id and how it completed: "retried" (by itself) or "resumed"."""
     s3.stop_after(marker)
+    outages_before = len(s3.downtimes)
     started = time.monotonic()
     done = stack.run_step(script, *args, cwd=cwd)
-    assert s3.downtimes, f"no upload of {marker}: {done.stderr[-3000:]}"
+    s3.wait_until_back()
+    assert len(s3.downtimes) > outages_before, f"no upload of {marker}: {done.stderr[-3000:]}"
     print(f"\nSTORE OUTAGE {script}: exit {done.returncode} after {time.monotonic() - started:.0f} s")
     run_id = _run_id(done.stdout)
     if done.returncode == 0:
