@@ -3,10 +3,10 @@ order they are handed over.
 
 An attack hands each finished batch's file over and goes on to the next batch while the file is stored; at the
 end, its result file is uploaded while the per-sample table and the metrics are computed. The files are written
-(and the figures drawn) by the run's own thread: work that needs the CPU gains nothing in a second Python thread
-and slows the attack's. Every file gets its sha256 tag before its upload, as `medadv.tracking.artifacts` does in
-the foreground, and what is handed over is stored in order, so a run that stops keeps every batch stored before
-the one that failed.
+(and the figures drawn) by the run's own thread: work that needs the CPU gains nothing in a second Python
+thread, which holds the interpreter's lock while it works. Every file gets its sha256 tag before its upload, as
+`medadv.tracking.artifacts` does in the foreground, and what is handed over is stored in order, so a run that
+stops keeps every batch stored before the one that failed.
 
 `wait()` blocks until all is stored and raises the first failure; a failure also drops what is still queued,
 and handing over after it raises it at once. The thread logs through the client with the run's id: MLflow's
