@@ -46,7 +46,7 @@ def test_files_figures_and_metrics_handed_over_are_stored_each_file_with_its_che
         log.artifact(_file(tmp_path, "result.txt", "result"))
         log.metrics({"fooling_rate": 0.25, "l2_mean": 1.5})
         log.figure(figure, "figures/curve.png")
-        log.metrics({"fooling_rate": 0.5})  # after the first: the later value is the one kept
+        log.metrics({"fooling_rate": 0.5})  # a second value: both stay in the metric's history
     run = mlflow.get_run(run_id)
     assert _stored(run_id, "progress") == [f"progress/batch_{index}.txt" for index in range(3)]
     assert _stored(run_id, "figures") == ["figures/curve.png"] and "result.txt" in _stored(run_id)
@@ -54,6 +54,8 @@ def test_files_figures_and_metrics_handed_over_are_stored_each_file_with_its_che
         local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(tmp_path)))
         assert run.data.tags[CHECKSUM_TAG + path] == hashlib.sha256(local.read_bytes()).hexdigest(), path
     assert run.data.metrics == {"fooling_rate": 0.5, "l2_mean": 1.5}
+    history = mlflow.MlflowClient().get_metric_history(run_id, "fooling_rate")
+    assert sorted(metric.value for metric in history) == [0.25, 0.5]
     assert not [thread for thread in threading.enumerate() if thread.name == "medadv-background-log"]
 
 
